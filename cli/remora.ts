@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+import { UsageError, type Command } from './flags.js';
+
+/** Subcommands load lazily so `remora sidecar` never pays for the control plane's imports. */
+const commands: Record<string, () => Promise<Command>> = {
+  sidecar: async () => (await import('../sidecar/command.js')).sidecarCommand,
+  'demo-service': async () => (await import('../demo-services/command.js')).demoServiceCommand,
+  'demo-client': async () => (await import('../demo-services/client-command.js')).demoClientCommand,
+  demo: async () => (await import('../demo-services/demo-command.js')).demoCommand,
+  bench: async () => (await import('../bench/command.js')).benchCommand,
+};
+
+function topUsage(): string {
+  return [
+    'Usage: remora <command> [flags]',
+    '',
+    'Commands:',
+    ...Object.keys(commands).map((c) => `  ${c}`),
+    '',
+    'Run `remora <command> --help` for the flags of one command.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(topUsage() + '\n');
+    return;
+  }
+  const load = commands[name];
+  if (!load) throw new UsageError(`unknown command ${JSON.stringify(name)}\n\n${topUsage()}`);
+  const command = await load();
+  await command.run(rest);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof UsageError) {
+    process.stderr.write(`remora: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`remora: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,128 @@
+/**
+ * Child `remora` processes for tests, the bench and `remora demo`: start a subcommand, wait
+ * until its ports accept connections, stop it by PID. Every child is killed if we exit first.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const remoraBin = path.join(repoRoot, 'dist/cli/remora.js');
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) if (child.pid) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
+});
+
+/** A free TCP port on loopback, chosen by the kernel. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 15_000, child?: Proc): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child && child.exitCode !== null) {
+      throw new Error(`process exited with ${child.exitCode} before port ${port} opened:\n${child.output()}`);
+    }
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = connect(port, host);
+      sock.once('connect', () => { sock.destroy(); resolve(true); });
+      sock.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${host}:${port} did not open within ${timeoutMs} ms${child ? `:\n${child.output()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exitCode: number | null;
+  output(): string;
+  /** Resolves with the exit code (or signal name) once the process is gone. */
+  exited: Promise<number | string>;
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number | string>;
+}
+
+export interface StartOptions {
+  env?: Record<string, string>;
+  /** Ports that must accept connections before start() resolves. */
+  waitPorts?: number[];
+  /** Extra node flags, e.g. --cpu-prof. */
+  nodeArgs?: string[];
+  /** Pass the child's output through to ours instead of keeping it for output(). */
+  inherit?: boolean;
+}
+
+const OUTPUT_LIMIT = 256 * 1024;
+
+export async function startRemora(args: string[], opts: StartOptions = {}): Promise<Proc> {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), remoraBin, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: opts.inherit ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let out = '';
+  const append = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > OUTPUT_LIMIT) out = out.slice(-OUTPUT_LIMIT / 2);
+  };
+  child.stdout?.on('data', append);
+  child.stderr?.on('data', append);
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      resolve(code ?? signal ?? 'unknown');
+    });
+  });
+  const proc: Proc = {
+    child,
+    pid: child.pid!,
+    get exitCode() { return child.exitCode ?? (child.signalCode ? -1 : null); },
+    output: () => out,
+    exited,
+    async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000) {
+      if (child.exitCode !== null || child.signalCode !== null) return exited;
+      process.kill(child.pid!, signal);
+      const timer = setTimeout(() => { try { process.kill(child.pid!, 'SIGKILL'); } catch { /* gone */ } }, graceMs);
+      const res = await exited;
+      clearTimeout(timer);
+      return res;
+    },
+  };
+  try {
+    for (const port of opts.waitPorts ?? []) await waitForPort(port, '127.0.0.1', 15_000, proc);
+  } catch (err) {
+    await proc.stop('SIGKILL');
+    throw err;
+  }
+  return proc;
+}
+
+/** CPU time (user + system) of a process in microseconds, from /proc. */
+export async function cpuMicros(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1e6) / 100; // USER_HZ is 100 on Linux
+}
+
+/** Resident set size of a process in bytes, from /proc. */
+export async function rssBytes(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}

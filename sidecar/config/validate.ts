@@ -1,0 +1,149 @@
+/**
+ * Turns untrusted data (YAML from a file, later resources from the control plane) into a frozen
+ * MeshConfig. Every error names the field path, e.g. `clusters[2].endpoints[0].port`.
+ */
+import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
+
+export class ConfigError extends Error {
+  readonly code = 'REMORA_CONFIG_INVALID';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid config:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+type Obj = Record<string, unknown>;
+
+class Checker {
+  readonly problems: string[] = [];
+
+  fail(path: string, why: string): undefined {
+    this.problems.push(`${path}: ${why}`);
+    return undefined;
+  }
+
+  object(v: unknown, path: string): Obj | undefined {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return this.fail(path, `must be an object, got ${kind(v)}`);
+    return v as Obj;
+  }
+
+  known(o: Obj, path: string, keys: readonly string[]): void {
+    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(`${path}.${k}`, `unknown field (known: ${keys.join(', ')})`);
+  }
+
+  array(v: unknown, path: string): unknown[] | undefined {
+    if (v === undefined) return [];
+    if (!Array.isArray(v)) return this.fail(path, `must be a list, got ${kind(v)}`);
+    return v;
+  }
+
+  string(v: unknown, path: string, pattern?: RegExp, hint?: string): string | undefined {
+    if (typeof v !== 'string' || v.length === 0) return this.fail(path, `must be a non-empty string, got ${kind(v)}`);
+    if (pattern && !pattern.test(v)) return this.fail(path, `${JSON.stringify(v)} is not valid${hint ? ` (${hint})` : ''}`);
+    return v;
+  }
+
+  int(v: unknown, path: string, min: number, max: number, dflt?: number): number | undefined {
+    if (v === undefined && dflt !== undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+      return this.fail(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  labels(v: unknown, path: string): Record<string, string> {
+    if (v === undefined) return {};
+    const o = this.object(v, path);
+    if (!o) return {};
+    const out: Record<string, string> = {};
+    for (const [k, val] of Object.entries(o)) {
+      if (typeof val !== 'string') this.fail(`${path}.${k}`, `label values must be strings, got ${kind(val)}`);
+      else out[k] = val;
+    }
+    return out;
+  }
+}
+
+function kind(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return JSON.stringify(v);
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
+}
+
+function endpoint(c: Checker, v: unknown, path: string): EndpointConfig | undefined {
+  const o = c.object(v, path);
+  if (!o) return undefined;
+  c.known(o, path, ['address', 'port', 'weight', 'labels']);
+  const address = c.string(o.address, `${path}.address`);
+  const port = c.int(o.port, `${path}.port`, 1, 65535);
+  const weight = c.int(o.weight, `${path}.weight`, 1, 1_000_000, 1);
+  const labels = c.labels(o.labels, `${path}.labels`);
+  if (address === undefined || port === undefined || weight === undefined) return undefined;
+  return { address, port, weight, labels };
+}
+
+function cluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
+  const o = c.object(v, path);
+  if (!o) return undefined;
+  c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs']);
+  const name = c.string(o.name, `${path}.name`, SERVICE_NAME, 'lower-case DNS label');
+  const endpoints = (c.array(o.endpoints, `${path}.endpoints`) ?? [])
+    .map((e, i) => endpoint(c, e, `${path}.endpoints[${i}]`))
+    .filter((e): e is EndpointConfig => e !== undefined);
+  const connectTimeoutMs = c.int(o.connectTimeoutMs, `${path}.connectTimeoutMs`, 1, 600_000, 5_000);
+  const maxSessionAgeMs = c.int(o.maxSessionAgeMs, `${path}.maxSessionAgeMs`, 1_000, 86_400_000, 300_000);
+  if (name === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined) return undefined;
+  return { name, endpoints, connectTimeoutMs, maxSessionAgeMs };
+}
+
+function route(c: Checker, v: unknown, path: string): RouteConfig | undefined {
+  const o = c.object(v, path);
+  if (!o) return undefined;
+  c.known(o, path, ['name', 'match', 'cluster']);
+  const m = c.object(o.match, `${path}.match`);
+  if (m) c.known(m, `${path}.match`, ['service']);
+  const service = m ? c.string(m.service, `${path}.match.service`, SERVICE_NAME, 'lower-case DNS label') : undefined;
+  const clusterName = c.string(o.cluster, `${path}.cluster`);
+  const name = o.name === undefined ? service : c.string(o.name, `${path}.name`);
+  if (service === undefined || clusterName === undefined || name === undefined) return undefined;
+  return { name, match: { service }, cluster: clusterName };
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    for (const child of Object.values(v)) deepFreeze(child);
+    Object.freeze(v);
+  }
+  return v;
+}
+
+/** Validates a whole config document; throws ConfigError listing every problem found. */
+export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
+  const c = new Checker();
+  const root = doc === undefined || doc === null ? {} : c.object(doc, '(root)');
+  if (!root) throw new ConfigError(c.problems);
+  c.known(root, '(root)', ['clusters', 'routes']);
+  const clusters = (c.array(root.clusters, 'clusters') ?? [])
+    .map((x, i) => cluster(c, x, `clusters[${i}]`))
+    .filter((x): x is ClusterConfig => x !== undefined);
+  const routes = (c.array(root.routes, 'routes') ?? [])
+    .map((x, i) => route(c, x, `routes[${i}]`))
+    .filter((x): x is RouteConfig => x !== undefined);
+
+  const names = new Set<string>();
+  clusters.forEach((cl, i) => {
+    if (names.has(cl.name)) c.fail(`clusters[${i}].name`, `duplicate cluster ${JSON.stringify(cl.name)}`);
+    names.add(cl.name);
+  });
+  const services = new Set<string>();
+  routes.forEach((r, i) => {
+    if (!names.has(r.cluster)) c.fail(`routes[${i}].cluster`, `no cluster named ${JSON.stringify(r.cluster)}`);
+    if (services.has(r.match.service)) c.fail(`routes[${i}].match.service`, `a route for ${JSON.stringify(r.match.service)} already exists`);
+    services.add(r.match.service);
+  });
+  if (c.problems.length > 0) throw new ConfigError(c.problems);
+  return deepFreeze({ version, clusters, routes });
+}

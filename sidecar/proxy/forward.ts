@@ -1,0 +1,194 @@
+/**
+ * Forwards one gRPC call between a downstream stream (from our listener) and an upstream stream
+ * (to the picked endpoint), as bytes: headers, DATA and trailers pass through untouched, with
+ * backpressure and cancellation both ways.
+ *
+ * Listeners are module-level functions that find their call through a symbol on the stream, so a
+ * call costs one small object instead of a dozen closures.
+ */
+import http2, {
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import { Status, respondWithError, type StatusCode } from '../grpc/status.js';
+import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
+
+const {
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INADEQUATE_SECURITY,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_FLAG_END_STREAM,
+} = http2.constants;
+
+const kCall = Symbol('remora.call');
+type Down = ServerHttp2Stream & { [kCall]: ProxyCall };
+type Up = ClientHttp2Stream & { [kCall]: ProxyCall };
+
+/** Hooks the rest of the sidecar (metrics, outlier detection) attaches to finished calls. */
+export interface CallObserver {
+  onCallEnd(endpoint: Endpoint): void;
+}
+
+class ProxyCall {
+  trailers: IncomingHttpHeaders | undefined = undefined;
+  /** The downstream answer is complete (trailers-only sent, or our end() called). */
+  finished = false;
+  upEnded = false;
+  upError: Error | undefined = undefined;
+
+  constructor(
+    readonly down: Down,
+    readonly up: Up,
+    readonly pooled: PooledSession,
+    readonly endpoint: Endpoint,
+  ) {}
+}
+
+const MISSING_TRAILERS = Object.freeze({
+  'grpc-status': String(Status.INTERNAL),
+  'grpc-message': 'remora: upstream ended the response without trailers',
+  'x-remora-error': 'upstream-reset',
+});
+
+function noop(): void {}
+
+// Request direction: downstream → upstream.
+function onDownData(this: Down, chunk: Buffer): void {
+  if (!this[kCall].up.write(chunk)) this.pause();
+}
+function onUpDrain(this: Up): void {
+  this[kCall].down.resume();
+}
+function onDownEnd(this: Down): void {
+  const up = this[kCall].up;
+  if (!up.closed && !up.destroyed) up.end();
+}
+
+// Response direction: upstream → downstream.
+function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): void {
+  const call = this[kCall];
+  const down = call.down;
+  if (down.closed || down.destroyed) return;
+  if (flags & NGHTTP2_FLAG_END_STREAM) {
+    // Trailers-only: the status is in these headers and there is nothing else to send.
+    call.finished = true;
+    down.respond(headers, { endStream: true });
+  } else {
+    down.respond(headers, { waitForTrailers: true });
+  }
+}
+function onUpData(this: Up, chunk: Buffer): void {
+  if (!this[kCall].down.write(chunk)) this.pause();
+}
+function onDownDrain(this: Down): void {
+  this[kCall].up.resume();
+}
+function onUpTrailers(this: Up, trailers: IncomingHttpHeaders): void {
+  this[kCall].trailers = trailers;
+}
+function onUpEnd(this: Up): void {
+  const call = this[kCall];
+  call.upEnded = true;
+  if (call.finished) return;
+  const down = call.down;
+  if (down.closed || down.destroyed || !down.headersSent) return;
+  call.finished = true;
+  down.end();
+}
+function onDownWantTrailers(this: Down): void {
+  this.sendTrailers(this[kCall].trailers ?? MISSING_TRAILERS);
+}
+function onUpError(this: Up, err: Error): void {
+  this[kCall].upError = err;
+}
+
+function onDownClose(this: Down): void {
+  const call = this[kCall];
+  const up = call.up;
+  // The caller went away (cancel, RST_STREAM, lost connection): tell the upstream.
+  if (!call.upEnded && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+}
+
+function onUpClose(this: Up): void {
+  const call = this[kCall];
+  call.pooled.active--;
+  call.endpoint.activeRequests--;
+  const down = call.down;
+  if (call.finished || down.closed || down.destroyed) return;
+  if (call.upEnded && down.headersSent) return; // onUpEnd already closed the response
+  const rst = this.rstCode ?? NGHTTP2_NO_ERROR;
+  if (down.headersSent) {
+    // Mid-response: reset the caller's stream with the same code so it sees the failure.
+    down.close(rst === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : rst);
+    return;
+  }
+  const [code, reason, message] = classifyUpstreamFailure(call, rst);
+  respondWithError(down, code, message, reason);
+}
+
+function classifyUpstreamFailure(
+  call: ProxyCall,
+  rst: number,
+): [StatusCode, 'connect-failure' | 'upstream-reset', string] {
+  const ep = call.endpoint.key;
+  if (!call.pooled.connected) {
+    const why = (call.upError as NodeJS.ErrnoException | undefined)?.code ?? call.upError?.message ?? 'connection closed';
+    return [Status.UNAVAILABLE, 'connect-failure', `remora: connect to ${ep} failed: ${why}`];
+  }
+  switch (rst) {
+    case NGHTTP2_REFUSED_STREAM:
+      return [Status.UNAVAILABLE, 'upstream-reset', `remora: ${ep} refused the stream`];
+    case NGHTTP2_CANCEL:
+      return [Status.CANCELLED, 'upstream-reset', `remora: ${ep} cancelled the stream`];
+    case NGHTTP2_ENHANCE_YOUR_CALM:
+      return [Status.RESOURCE_EXHAUSTED, 'upstream-reset', `remora: ${ep} reset the stream: ENHANCE_YOUR_CALM`];
+    case NGHTTP2_INADEQUATE_SECURITY:
+      return [Status.PERMISSION_DENIED, 'upstream-reset', `remora: ${ep} reset the stream: INADEQUATE_SECURITY`];
+    default: {
+      const detail = call.upError ? `: ${call.upError.message}` : rst ? ` (HTTP/2 error ${rst})` : '';
+      return [Status.UNAVAILABLE, 'upstream-reset', `remora: connection to ${ep} lost before a response${detail}`];
+    }
+  }
+}
+
+const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
+
+/**
+ * Opens the upstream stream on `pooled` and wires both directions. `headers` is the downstream's
+ * own header object, passed on as it is (it already carries only HTTP/2-legal fields).
+ */
+export function forwardCall(down: ServerHttp2Stream, headers: IncomingHttpHeaders, endpoint: Endpoint, pooled: PooledSession): void {
+  let up: ClientHttp2Stream;
+  try {
+    up = pooled.session.request(headers, REQUEST_OPTIONS);
+  } catch (err) {
+    // A GOAWAY can land between acquire() and request(): that session takes no more streams.
+    pooled.draining = true;
+    respondWithError(down, Status.UNAVAILABLE, `remora: cannot open a stream to ${endpoint.key}: ${(err as Error).message}`, 'upstream-reset');
+    return;
+  }
+  pooled.active++;
+  endpoint.activeRequests++;
+  const call = new ProxyCall(down as Down, up as Up, pooled, endpoint);
+  (down as Down)[kCall] = call;
+  (up as Up)[kCall] = call;
+
+  down.on('data', onDownData);
+  down.on('end', onDownEnd);
+  down.on('drain', onDownDrain);
+  down.on('wantTrailers', onDownWantTrailers);
+  down.on('close', onDownClose);
+  down.on('error', noop);
+
+  up.on('response', onUpResponse);
+  up.on('data', onUpData);
+  up.on('drain', onUpDrain);
+  up.on('trailers', onUpTrailers);
+  up.on('end', onUpEnd);
+  up.on('close', onUpClose);
+  up.on('error', onUpError);
+}

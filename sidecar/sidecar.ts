@@ -1,0 +1,112 @@
+/**
+ * Assembles a sidecar: the config source turns into runtime objects (clusters, routers) here and
+ * only here; listeners hand streams to the request path; drain takes it all down gracefully.
+ */
+import type { Logger } from '../lib/log.js';
+import type { MeshConfig } from './config/model.js';
+import { Cluster } from './upstream/cluster.js';
+import { FixedRouter, RouteTable, type Router } from './routing/route-table.js';
+import { createStreamHandler } from './proxy/handle-stream.js';
+import { Listener } from './listener/listener.js';
+
+export interface SidecarOptions {
+  readonly service: string;
+  readonly namespace: string;
+  readonly appAddress: string;
+  readonly appPort: number;
+  readonly outboundAddress: string;
+  readonly outboundPort: number;
+  readonly inboundAddress: string;
+  readonly inboundPort: number;
+  readonly drainTimeoutMs: number;
+  readonly log: Logger;
+}
+
+export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopped';
+
+export class Sidecar {
+  private clusters = new Map<string, Cluster>();
+  private outboundRouter: Router;
+  private readonly localApp: Cluster;
+  private readonly inboundRouter: Router;
+  private readonly outbound: Listener;
+  private readonly inbound: Listener;
+  private appliedConfig: MeshConfig;
+  state: SidecarState = 'starting';
+
+  constructor(private readonly opts: SidecarOptions, config: MeshConfig) {
+    this.appliedConfig = config;
+    this.outboundRouter = this.buildOutbound(config);
+    this.localApp = new Cluster({
+      name: `inbound|${opts.service}`,
+      endpoints: [{ address: opts.appAddress, port: opts.appPort, weight: 1, labels: {} }],
+      connectTimeoutMs: 5_000,
+      maxSessionAgeMs: 86_400_000,
+    });
+    this.inboundRouter = new FixedRouter(opts.service, this.localApp);
+    this.outbound = new Listener(
+      { name: 'outbound', address: opts.outboundAddress, port: opts.outboundPort, log: opts.log },
+      createStreamHandler(() => this.outboundRouter),
+    );
+    this.inbound = new Listener(
+      { name: 'inbound', address: opts.inboundAddress, port: opts.inboundPort, log: opts.log },
+      createStreamHandler(() => this.inboundRouter),
+    );
+  }
+
+  private buildOutbound(config: MeshConfig): Router {
+    const next = new Map<string, Cluster>();
+    for (const c of config.clusters) {
+      const existing = this.clusters.get(c.name);
+      if (existing) {
+        existing.update(c);
+        next.set(c.name, existing);
+      } else {
+        next.set(c.name, new Cluster(c));
+      }
+    }
+    for (const [name, old] of this.clusters) if (!next.has(name)) old.close();
+    this.clusters = next;
+    return new RouteTable(config, next);
+  }
+
+  /** Swap in a new config; in-flight calls keep the objects they started with. */
+  apply(config: MeshConfig): void {
+    this.outboundRouter = this.buildOutbound(config);
+    this.appliedConfig = config;
+    this.opts.log.info({ version: config.version, clusters: config.clusters.length, routes: config.routes.length }, 'config applied');
+  }
+
+  async start(): Promise<{ outboundPort: number; inboundPort: number }> {
+    const outboundPort = await this.outbound.listen();
+    const inboundPort = await this.inbound.listen();
+    this.state = 'serving';
+    return { outboundPort, inboundPort };
+  }
+
+  get config(): MeshConfig {
+    return this.appliedConfig;
+  }
+
+  clusterList(): Cluster[] {
+    return [...this.clusters.values(), this.localApp];
+  }
+
+  /** Stop accepting, GOAWAY every caller, let in-flight calls finish up to the drain timeout. */
+  async drain(): Promise<'drained' | 'timeout'> {
+    if (this.state === 'draining' || this.state === 'stopped') return 'drained';
+    this.state = 'draining';
+    const done = Promise.all([this.outbound.drain(), this.inbound.drain()]).then(() => 'drained' as const);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.opts.drainTimeoutMs);
+    });
+    const result = await Promise.race([done, timeout]);
+    clearTimeout(timer);
+    this.outbound.destroy();
+    this.inbound.destroy();
+    for (const c of this.clusterList()) c.destroy();
+    this.state = 'stopped';
+    return result;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * One upstream address and its pool of HTTP/2 sessions. Streams multiplex over a session until the
+ * peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, then another session opens. A session that got
+ * GOAWAY or grew older than maxSessionAgeMs takes no new streams and closes once its streams finish.
+ * Failed connects back off exponentially, and calls during the backoff fail fast.
+ */
+import http2, { type ClientHttp2Session } from 'node:http2';
+import type { EndpointConfig } from '../config/model.js';
+import { fullJitterBackoff } from './backoff.js';
+import { CONNECTION_WINDOW_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from './h2-settings.js';
+
+export interface PooledSession {
+  readonly session: ClientHttp2Session;
+  readonly createdAt: number;
+  /** Streams opened on this session and not yet closed. */
+  active: number;
+  /** No new streams: GOAWAY received, too old, or being closed. */
+  draining: boolean;
+  connected: boolean;
+}
+
+export interface EndpointOptions {
+  readonly connectTimeoutMs: number;
+  readonly maxSessionAgeMs: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffCapMs?: number;
+}
+
+const CONNECT_OPTIONS: http2.SecureClientSessionOptions = {
+  settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
+  maxSessionMemory: MAX_SESSION_MEMORY_MB,
+};
+
+export class Endpoint {
+  readonly key: string;
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Calls in flight to this endpoint: the least-request balancers read this. */
+  activeRequests = 0;
+  private readonly url: string;
+  private sessions: PooledSession[] = [];
+  private consecutiveConnectFailures = 0;
+  private backoffUntil = 0;
+  private lastConnectError = '';
+  private closed = false;
+
+  constructor(cfg: EndpointConfig, private readonly opts: EndpointOptions) {
+    this.address = cfg.address;
+    this.port = cfg.port;
+    this.weight = cfg.weight;
+    this.labels = cfg.labels;
+    const host = cfg.address.includes(':') ? `[${cfg.address}]` : cfg.address;
+    this.key = `${host}:${cfg.port}`;
+    this.url = `http://${this.key}`;
+  }
+
+  /** True while a recent connect failure makes calls fail fast rather than wait. */
+  inBackoff(now: number): boolean {
+    return now < this.backoffUntil && !this.sessions.some((s) => s.connected && !s.draining);
+  }
+
+  backoffReason(now: number): string {
+    return `connect to ${this.key} failed: ${this.lastConnectError} (next attempt in ${Math.max(0, this.backoffUntil - now)} ms)`;
+  }
+
+  /** A session with room for one more stream, opening a new one if every session is full. */
+  acquire(now: number): PooledSession {
+    const list = this.sessions;
+    for (let i = 0; i < list.length; i++) {
+      const p = list[i]!;
+      if (p.draining) continue;
+      if (now - p.createdAt > this.opts.maxSessionAgeMs) {
+        this.retire(p);
+        continue;
+      }
+      // Before the peer's SETTINGS arrive node reports an unlimited stream count, which is what
+      // RFC 9113 says to assume; an over-eager stream then gets REFUSED_STREAM and maps to UNAVAILABLE.
+      if (p.active < p.session.remoteSettings.maxConcurrentStreams!) return p;
+    }
+    return this.open(now);
+  }
+
+  private open(now: number): PooledSession {
+    const session = http2.connect(this.url, CONNECT_OPTIONS);
+    const pooled: PooledSession = { session, createdAt: now, active: 0, draining: false, connected: false };
+    this.sessions.push(pooled);
+    const timer = setTimeout(() => {
+      if (!pooled.connected) session.destroy(new Error(`connect timeout after ${this.opts.connectTimeoutMs} ms`));
+    }, this.opts.connectTimeoutMs);
+    timer.unref();
+    session.once('connect', () => {
+      clearTimeout(timer);
+      pooled.connected = true;
+      this.consecutiveConnectFailures = 0;
+      this.backoffUntil = 0;
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    });
+    session.on('error', (err: NodeJS.ErrnoException) => {
+      if (!pooled.connected) this.connectFailed(err);
+    });
+    session.on('goaway', () => {
+      pooled.draining = true;
+    });
+    session.once('close', () => {
+      clearTimeout(timer);
+      pooled.draining = true;
+      const i = this.sessions.indexOf(pooled);
+      if (i !== -1) this.sessions.splice(i, 1);
+    });
+    return pooled;
+  }
+
+  private connectFailed(err: NodeJS.ErrnoException): void {
+    this.consecutiveConnectFailures++;
+    this.lastConnectError = err.code ?? err.message;
+    const delay = fullJitterBackoff(this.consecutiveConnectFailures, this.opts.backoffBaseMs ?? 100, this.opts.backoffCapMs ?? 5_000);
+    this.backoffUntil = Date.now() + Math.max(delay, 10);
+  }
+
+  /** Stop new streams on a session and let its in-flight ones finish. */
+  private retire(p: PooledSession): void {
+    p.draining = true;
+    if (!p.session.closed) p.session.close();
+  }
+
+  sessionCount(): number {
+    return this.sessions.length;
+  }
+
+  /** Graceful: in-flight streams finish; no new sessions are opened after this. */
+  close(): void {
+    this.closed = true;
+    for (const p of [...this.sessions]) this.retire(p);
+  }
+
+  destroy(): void {
+    this.closed = true;
+    for (const p of [...this.sessions]) p.session.destroy();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
