@@ -11,7 +11,7 @@ import http2, {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
-import { Status, respondWithError, type StatusCode } from '../grpc/status.js';
+import { Status, encodeGrpcMessage, respondWithError, type StatusCode } from '../grpc/status.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
 
 const {
@@ -20,7 +20,6 @@ const {
   NGHTTP2_REFUSED_STREAM,
   NGHTTP2_ENHANCE_YOUR_CALM,
   NGHTTP2_INADEQUATE_SECURITY,
-  NGHTTP2_INTERNAL_ERROR,
   NGHTTP2_FLAG_END_STREAM,
 } = http2.constants;
 
@@ -34,7 +33,7 @@ export interface CallObserver {
 }
 
 class ProxyCall {
-  trailers: IncomingHttpHeaders | undefined = undefined;
+  trailers: IncomingHttpHeaders | Readonly<Record<string, string>> | undefined = undefined;
   /** The downstream answer is complete (trailers-only sent, or our end() called). */
   finished = false;
   upEnded = false;
@@ -91,6 +90,8 @@ function onUpTrailers(this: Up, trailers: IncomingHttpHeaders): void {
   this[kCall].trailers = trailers;
 }
 function onUpEnd(this: Up): void {
+  // node also ends the readable side when the peer resets the stream: that is onUpClose's case.
+  if (this.rstCode) return;
   const call = this[kCall];
   call.upEnded = true;
   if (call.finished) return;
@@ -120,14 +121,16 @@ function onUpClose(this: Up): void {
   const down = call.down;
   if (call.finished || down.closed || down.destroyed) return;
   if (call.upEnded && down.headersSent) return; // onUpEnd already closed the response
-  const rst = this.rstCode ?? NGHTTP2_NO_ERROR;
-  if (down.headersSent) {
-    // Mid-response: reset the caller's stream with the same code so it sees the failure.
-    down.close(rst === NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : rst);
+  const [code, reason, message] = classifyUpstreamFailure(call, this.rstCode ?? NGHTTP2_NO_ERROR);
+  if (!down.headersSent) {
+    respondWithError(down, code, message, reason);
     return;
   }
-  const [code, reason, message] = classifyUpstreamFailure(call, rst);
-  respondWithError(down, code, message, reason);
+  // Mid-response: end the caller's stream with a status in trailers, which names the failure
+  // precisely, where a bare RST_STREAM would leave the caller to guess.
+  call.finished = true;
+  call.trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message), 'x-remora-error': reason };
+  down.end();
 }
 
 function classifyUpstreamFailure(
@@ -136,8 +139,11 @@ function classifyUpstreamFailure(
 ): [StatusCode, 'connect-failure' | 'upstream-reset', string] {
   const ep = call.endpoint.key;
   if (!call.pooled.connected) {
-    const why = (call.upError as NodeJS.ErrnoException | undefined)?.code ?? call.upError?.message ?? 'connection closed';
-    return [Status.UNAVAILABLE, 'connect-failure', `remora: connect to ${ep} failed: ${why}`];
+    return [Status.UNAVAILABLE, 'connect-failure', `remora: connect to ${ep} failed: ${call.endpoint.lastConnectError || call.upError?.message || 'connection closed'}`];
+  }
+  if (call.pooled.session.destroyed) {
+    // The whole connection went (peer crashed or closed the socket), not just this stream.
+    return [Status.UNAVAILABLE, 'upstream-reset', `remora: connection to ${ep} lost before the call completed`];
   }
   switch (rst) {
     case NGHTTP2_REFUSED_STREAM:
@@ -150,7 +156,7 @@ function classifyUpstreamFailure(
       return [Status.PERMISSION_DENIED, 'upstream-reset', `remora: ${ep} reset the stream: INADEQUATE_SECURITY`];
     default: {
       const detail = call.upError ? `: ${call.upError.message}` : rst ? ` (HTTP/2 error ${rst})` : '';
-      return [Status.UNAVAILABLE, 'upstream-reset', `remora: connection to ${ep} lost before a response${detail}`];
+      return [Status.UNAVAILABLE, 'upstream-reset', `remora: connection to ${ep} lost before the call completed${detail}`];
     }
   }
 }

@@ -43,7 +43,8 @@ export class Endpoint {
   private sessions: PooledSession[] = [];
   private consecutiveConnectFailures = 0;
   private backoffUntil = 0;
-  private lastConnectError = '';
+  /** The cause of the last failed connect (e.g. ECONNREFUSED), for error messages. */
+  lastConnectError = '';
   private closed = false;
 
   constructor(cfg: EndpointConfig, private readonly opts: EndpointOptions) {
