@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { readPortsFile, type Ports } from './ports-file.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const remoraBin = path.join(repoRoot, 'dist/cli/remora.js');
@@ -48,6 +49,8 @@ export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 
 export interface Proc {
   readonly child: ChildProcess;
   readonly pid: number;
+  /** Ports the process reported in its ports file (see StartOptions.portsFile). */
+  ports: Ports;
   readonly exitCode: number | null;
   output(): string;
   /** Resolves with the exit code (or signal name) once the process is gone. */
@@ -56,6 +59,8 @@ export interface Proc {
 }
 
 export interface StartOptions {
+  /** Pass `--ports-file` and wait until the process has written its bound ports there. */
+  portsFile?: boolean;
   env?: Record<string, string>;
   /** Ports that must accept connections before start() resolves. */
   waitPorts?: number[];
@@ -67,7 +72,25 @@ export interface StartOptions {
 
 const OUTPUT_LIMIT = 256 * 1024;
 
+async function waitForPortsFile(file: string, proc: Proc, timeoutMs = 15_000): Promise<Ports> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ports = await readPortsFile(file);
+    if (ports) return ports;
+    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode} before it was ready:\n${proc.output()}`);
+    if (Date.now() > deadline) throw new Error(`process did not report its ports within ${timeoutMs} ms:\n${proc.output()}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 export async function startRemora(args: string[], opts: StartOptions = {}): Promise<Proc> {
+  let portsFile: string | undefined;
+  if (opts.portsFile) {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    portsFile = path.join(await mkdtemp(path.join(tmpdir(), 'remora-ports-')), 'ports.json');
+    args = [...args, '--ports-file', portsFile];
+  }
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), remoraBin, ...args], {
     env: { ...process.env, ...opts.env },
     stdio: opts.inherit ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
@@ -89,6 +112,7 @@ export async function startRemora(args: string[], opts: StartOptions = {}): Prom
   const proc: Proc = {
     child,
     pid: child.pid!,
+    ports: {},
     get exitCode() { return child.exitCode ?? (child.signalCode ? -1 : null); },
     output: () => out,
     exited,
@@ -102,6 +126,7 @@ export async function startRemora(args: string[], opts: StartOptions = {}): Prom
     },
   };
   try {
+    if (portsFile) proc.ports = await waitForPortsFile(portsFile, proc);
     for (const port of opts.waitPorts ?? []) await waitForPort(port, '127.0.0.1', 15_000, proc);
   } catch (err) {
     await proc.stop('SIGKILL');

@@ -5,6 +5,7 @@ import { loadStaticConfig } from './config/static-file.js';
 import { ConfigError } from './config/validate.js';
 import { Sidecar } from './sidecar.js';
 import { adminServer, healthServer, listenHttp } from './admin-server.js';
+import { writePortsFile } from '../lib/ports-file.js';
 
 const FLAGS = {
   config: { type: 'string', help: 'static mesh config (YAML: clusters, routes); SIGHUP reloads it', short: 'c' },
@@ -21,6 +22,7 @@ const FLAGS = {
   'stats-address': { type: 'string', help: 'health/metrics server address', default: '0.0.0.0' },
   'stats-port': { type: 'int', help: 'health/metrics server port (/healthz/ready, /healthz/live)', default: 15020 },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
+  'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
 } as const satisfies FlagDefs;
 
 const SUMMARY = 'Run the Remora sidecar: outbound (app → mesh) and inbound (mesh → app) gRPC proxies.';
@@ -66,7 +68,9 @@ export const sidecarCommand: Command = {
     const health = healthServer(sidecar);
     const adminPort = await listenHttp(admin, flags['admin-port'], flags['admin-address']);
     const statsPort = await listenHttp(health, flags['stats-port'], flags['stats-address']);
-    log.info({ ...ports, adminPort, statsPort, service: flags.service, version: config.version }, 'sidecar ready');
+    const bound = { outbound: ports.outboundPort, inbound: ports.inboundPort, admin: adminPort, stats: statsPort };
+    if (flags['ports-file']) await writePortsFile(flags['ports-file'], bound);
+    log.info({ ...bound, service: flags.service, version: config.version }, 'sidecar ready');
 
     function stop(why: string): Promise<void> {
       stopping ??= (async () => {

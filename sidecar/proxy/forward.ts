@@ -53,11 +53,20 @@ const MISSING_TRAILERS = Object.freeze({
   'x-remora-error': 'upstream-reset',
 });
 
+// node copies option objects, so one shared instance each is safe and saves an allocation per call.
+const RESPOND_END: http2.ServerStreamResponseOptions = { endStream: true };
+const RESPOND_WITH_TRAILERS: http2.ServerStreamResponseOptions = { waitForTrailers: true };
+
 function noop(): void {}
 
-// Request direction: downstream → upstream.
+// Request direction: downstream → upstream. 'drain' listeners are added only once a write
+// backs up, which a small unary call never does.
 function onDownData(this: Down, chunk: Buffer): void {
-  if (!this[kCall].up.write(chunk)) this.pause();
+  const up = this[kCall].up;
+  if (!up.write(chunk)) {
+    this.pause();
+    if (up.listenerCount('drain') === 0) up.on('drain', onUpDrain);
+  }
 }
 function onUpDrain(this: Up): void {
   this[kCall].down.resume();
@@ -75,13 +84,17 @@ function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): vo
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in these headers and there is nothing else to send.
     call.finished = true;
-    down.respond(headers, { endStream: true });
+    down.respond(headers, RESPOND_END);
   } else {
-    down.respond(headers, { waitForTrailers: true });
+    down.respond(headers, RESPOND_WITH_TRAILERS);
   }
 }
 function onUpData(this: Up, chunk: Buffer): void {
-  if (!this[kCall].down.write(chunk)) this.pause();
+  const down = this[kCall].down;
+  if (!down.write(chunk)) {
+    this.pause();
+    if (down.listenerCount('drain') === 0) down.on('drain', onDownDrain);
+  }
 }
 function onDownDrain(this: Down): void {
   this[kCall].up.resume();
@@ -185,14 +198,12 @@ export function forwardCall(down: ServerHttp2Stream, headers: IncomingHttpHeader
 
   down.on('data', onDownData);
   down.on('end', onDownEnd);
-  down.on('drain', onDownDrain);
   down.on('wantTrailers', onDownWantTrailers);
   down.on('close', onDownClose);
   down.on('error', noop);
 
   up.on('response', onUpResponse);
   up.on('data', onUpData);
-  up.on('drain', onUpDrain);
   up.on('trailers', onUpTrailers);
   up.on('end', onUpEnd);
   up.on('close', onUpClose);

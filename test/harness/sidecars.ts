@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { freePort, startRemora, type Proc } from '../../lib/processes.js';
+import { startRemora, type Proc } from '../../lib/processes.js';
 
 export interface SidecarHandle {
   readonly proc: Proc;
@@ -38,23 +38,23 @@ export async function startSidecar(spec: SidecarSpec): Promise<SidecarHandle> {
   const dir = await mkdtemp(path.join(tmpdir(), 'remora-test-'));
   const configFile = path.join(dir, 'mesh.yaml');
   await writeFile(configFile, stringify(spec.config ?? configFor(spec.clusters ?? {})));
-  const [outbound, inbound, admin, stats] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const proc = await startRemora(
     [
       'sidecar',
       '--config', configFile,
       '--service', spec.service ?? 'test',
       '--app-port', String(spec.appPort ?? 1),
-      '--outbound-port', String(outbound),
+      '--outbound-port', '0',
       '--inbound-address', '127.0.0.1',
-      '--inbound-port', String(inbound),
-      '--admin-port', String(admin),
+      '--inbound-port', '0',
+      '--admin-port', '0',
       '--stats-address', '127.0.0.1',
-      '--stats-port', String(stats),
+      '--stats-port', '0',
       ...(spec.extraArgs ?? []),
     ],
-    { waitPorts: [outbound, inbound, admin, stats], env: { REMORA_LOG_LEVEL: 'warn', ...spec.env } },
+    { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn', ...spec.env } },
   );
+  const { outbound, inbound, admin, stats } = proc.ports as Record<'outbound' | 'inbound' | 'admin' | 'stats', number>;
   return { proc, outbound, inbound, admin, stats, configFile };
 }
 
