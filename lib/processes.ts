@@ -3,6 +3,7 @@
  * until its ports accept connections, stop it by PID. Every child is killed if we exit first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -68,6 +69,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Pass the child's output through to ours instead of keeping it for output(). */
   inherit?: boolean;
+  /** Called for each stdout line (machine-readable child output); such lines are not kept in output(). */
+  onLine?: (line: string) => void;
 }
 
 const OUTPUT_LIMIT = 256 * 1024;
@@ -83,7 +86,12 @@ async function waitForPortsFile(file: string, proc: Proc, timeoutMs = 15_000): P
   }
 }
 
-export async function startRemora(args: string[], opts: StartOptions = {}): Promise<Proc> {
+export function startRemora(args: string[], opts: StartOptions = {}): Promise<Proc> {
+  return startNode(remoraBin, args, opts);
+}
+
+/** Runs a node script (`remora` itself, or a helper script such as the bench's load generator). */
+export async function startNode(script: string, args: string[], opts: StartOptions = {}): Promise<Proc> {
   let portsFile: string | undefined;
   if (opts.portsFile) {
     const { mkdtemp } = await import('node:fs/promises');
@@ -91,7 +99,7 @@ export async function startRemora(args: string[], opts: StartOptions = {}): Prom
     portsFile = path.join(await mkdtemp(path.join(tmpdir(), 'remora-ports-')), 'ports.json');
     args = [...args, '--ports-file', portsFile];
   }
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), remoraBin, ...args], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
     env: { ...process.env, ...opts.env },
     stdio: opts.inherit ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
   });
@@ -101,7 +109,9 @@ export async function startRemora(args: string[], opts: StartOptions = {}): Prom
     out += b.toString();
     if (out.length > OUTPUT_LIMIT) out = out.slice(-OUTPUT_LIMIT / 2);
   };
-  child.stdout?.on('data', append);
+  const onLine = opts.onLine;
+  if (onLine && child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
+  else child.stdout?.on('data', append);
   child.stderr?.on('data', append);
   const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => {
