@@ -6,6 +6,7 @@ import { ConfigError } from './config/validate.js';
 import { Sidecar } from './sidecar.js';
 import { adminServer, healthServer, listenHttp } from './admin-server.js';
 import { writePortsFile } from '../lib/ports-file.js';
+import { installFastAsyncBind } from './perf/fast-async-bind.js';
 
 const FLAGS = {
   config: { type: 'string', help: 'static mesh config (YAML: clusters, routes); SIGHUP reloads it', short: 'c' },
@@ -22,6 +23,7 @@ const FLAGS = {
   'stats-address': { type: 'string', help: 'health/metrics server address', default: '0.0.0.0' },
   'stats-port': { type: 'int', help: 'health/metrics server port (/healthz/ready, /healthz/live)', default: 15020 },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
+  'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
 } as const satisfies FlagDefs;
 
@@ -39,6 +41,7 @@ export const sidecarCommand: Command = {
     for (const p of ['app-port', 'outbound-port', 'inbound-port', 'admin-port', 'stats-port'] as const) {
       if (flags[p] < 0 || flags[p] > 65535) throw new UsageError(`--${p} must be a port from 0 to 65535, got ${flags[p]}`);
     }
+    if (flags['fast-async-bind']) installFastAsyncBind();
     const log = createLogger('sidecar');
     let config;
     try {
