@@ -112,6 +112,15 @@ test('a full upstream session (max concurrent streams) makes the pool open anoth
   t.true(up.sessions() >= 5, `upstream saw ${up.sessions()} sessions`);
 });
 
+test('a burst of calls to a cold endpoint shares one new session', async (t) => {
+  const up = await startRawUpstream((stream) => setTimeout(() => answerOk(stream), 50));
+  const sc = await startSidecar({ clusters: { echo: [up.port] } });
+  t.teardown(async () => { await sc.proc.stop(); up.server.close(); });
+  const results = await Promise.all(Array.from({ length: 20 }, () => rawCall(sc.outbound, { ':authority': 'echo' }, grpcFrame(Buffer.from('x')))));
+  t.deepEqual(results.map((r) => r.grpcStatus), Array(20).fill(0));
+  t.is(up.sessions(), 1);
+});
+
 test('GOAWAY from upstream: the in-flight call finishes and new calls use a new session', async (t) => {
   let first = true;
   let firstArrived: () => void;

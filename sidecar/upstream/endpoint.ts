@@ -26,6 +26,8 @@ export interface EndpointOptions {
   readonly backoffCapMs?: number;
 }
 
+const UNLIMITED_STREAMS = 2 ** 32 - 1;
+
 const CONNECT_OPTIONS: http2.SecureClientSessionOptions = {
   settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
   maxSessionMemory: MAX_SESSION_MEMORY_MB,
@@ -46,6 +48,8 @@ export class Endpoint {
   /** The cause of the last failed connect (e.g. ECONNREFUSED), for error messages. */
   lastConnectError = '';
   private closed = false;
+  /** The peer's last advertised SETTINGS_MAX_CONCURRENT_STREAMS. */
+  private peerMaxStreams = UNLIMITED_STREAMS;
 
   constructor(cfg: EndpointConfig, private readonly opts: EndpointOptions) {
     this.address = cfg.address;
@@ -76,9 +80,10 @@ export class Endpoint {
         this.retire(p);
         continue;
       }
-      // Before the peer's SETTINGS arrive node reports an unlimited stream count, which is what
-      // RFC 9113 says to assume; an over-eager stream then gets REFUSED_STREAM and maps to UNAVAILABLE.
-      if (p.active < p.session.remoteSettings.maxConcurrentStreams!) return p;
+      // Until a session's SETTINGS arrive node reports no limit ({}). Assume what this peer said
+      // on earlier sessions, or no limit for a peer never seen (RFC 9113's default), so a burst
+      // shares the one connecting session instead of each call opening its own.
+      if (p.active < (p.session.remoteSettings.maxConcurrentStreams ?? this.peerMaxStreams)) return p;
     }
     return this.open(now);
   }
@@ -100,6 +105,9 @@ export class Endpoint {
     });
     session.on('error', (err: NodeJS.ErrnoException) => {
       if (!pooled.connected) this.connectFailed(err);
+    });
+    session.on('remoteSettings', (settings: http2.Settings) => {
+      if (settings.maxConcurrentStreams !== undefined) this.peerMaxStreams = settings.maxConcurrentStreams;
     });
     session.on('goaway', () => {
       pooled.draining = true;
