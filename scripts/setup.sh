@@ -33,6 +33,11 @@ if [ "${#packages[@]}" -gt 0 ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  # Some registries lack buf's per-platform optional packages for other platforms, so the lockfile
+  # made there does not list them and `npm ci` refuses it; `npm install` keeps the locked versions.
+  npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || {
+    echo "remora: npm ci rejected the lockfile; installing the locked versions with npm install"
+    npm install --no-audit --no-fund --loglevel=error
+  }
 fi
 npm run --silent build
