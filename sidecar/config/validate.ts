@@ -3,6 +3,7 @@
  * MeshConfig. Every error names the field path, e.g. `clusters[2].endpoints[0].port`.
  */
 import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
+import { Checker, DNS_LABEL as SERVICE_NAME, deepFreeze } from '../../lib/validate.js';
 
 export class ConfigError extends Error {
   readonly code = 'REMORA_CONFIG_INVALID';
@@ -10,67 +11,6 @@ export class ConfigError extends Error {
     super(`invalid config:\n  ${problems.join('\n  ')}`);
     this.name = 'ConfigError';
   }
-}
-
-const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-type Obj = Record<string, unknown>;
-
-class Checker {
-  readonly problems: string[] = [];
-
-  fail(path: string, why: string): undefined {
-    this.problems.push(`${path}: ${why}`);
-    return undefined;
-  }
-
-  object(v: unknown, path: string): Obj | undefined {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return this.fail(path, `must be an object, got ${kind(v)}`);
-    return v as Obj;
-  }
-
-  known(o: Obj, path: string, keys: readonly string[]): void {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(`${path}.${k}`, `unknown field (known: ${keys.join(', ')})`);
-  }
-
-  array(v: unknown, path: string): unknown[] | undefined {
-    if (v === undefined) return [];
-    if (!Array.isArray(v)) return this.fail(path, `must be a list, got ${kind(v)}`);
-    return v;
-  }
-
-  string(v: unknown, path: string, pattern?: RegExp, hint?: string): string | undefined {
-    if (typeof v !== 'string' || v.length === 0) return this.fail(path, `must be a non-empty string, got ${kind(v)}`);
-    if (pattern && !pattern.test(v)) return this.fail(path, `${JSON.stringify(v)} is not valid${hint ? ` (${hint})` : ''}`);
-    return v;
-  }
-
-  int(v: unknown, path: string, min: number, max: number, dflt?: number): number | undefined {
-    if (v === undefined && dflt !== undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      return this.fail(path, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    }
-    return v;
-  }
-
-  labels(v: unknown, path: string): Record<string, string> {
-    if (v === undefined) return {};
-    const o = this.object(v, path);
-    if (!o) return {};
-    const out: Record<string, string> = {};
-    for (const [k, val] of Object.entries(o)) {
-      if (typeof val !== 'string') this.fail(`${path}.${k}`, `label values must be strings, got ${kind(val)}`);
-      else out[k] = val;
-    }
-    return out;
-  }
-}
-
-function kind(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'string') return JSON.stringify(v);
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
 
 function endpoint(c: Checker, v: unknown, path: string): EndpointConfig | undefined {
@@ -85,7 +25,7 @@ function endpoint(c: Checker, v: unknown, path: string): EndpointConfig | undefi
   return { address, port, weight, labels };
 }
 
-function cluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
+export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
   c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs']);
@@ -99,7 +39,7 @@ function cluster(c: Checker, v: unknown, path: string): ClusterConfig | undefine
   return { name, endpoints, connectTimeoutMs, maxSessionAgeMs };
 }
 
-function route(c: Checker, v: unknown, path: string): RouteConfig | undefined {
+export function checkRoute(c: Checker, v: unknown, path: string): RouteConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
   c.known(o, path, ['name', 'match', 'cluster']);
@@ -112,14 +52,6 @@ function route(c: Checker, v: unknown, path: string): RouteConfig | undefined {
   return { name, match: { service }, cluster: clusterName };
 }
 
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object') {
-    for (const child of Object.values(v)) deepFreeze(child);
-    Object.freeze(v);
-  }
-  return v;
-}
-
 /** Validates a whole config document; throws ConfigError listing every problem found. */
 export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
   const c = new Checker();
@@ -127,10 +59,10 @@ export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
   if (!root) throw new ConfigError(c.problems);
   c.known(root, '(root)', ['clusters', 'routes']);
   const clusters = (c.array(root.clusters, 'clusters') ?? [])
-    .map((x, i) => cluster(c, x, `clusters[${i}]`))
+    .map((x, i) => checkCluster(c, x, `clusters[${i}]`))
     .filter((x): x is ClusterConfig => x !== undefined);
   const routes = (c.array(root.routes, 'routes') ?? [])
-    .map((x, i) => route(c, x, `routes[${i}]`))
+    .map((x, i) => checkRoute(c, x, `routes[${i}]`))
     .filter((x): x is RouteConfig => x !== undefined);
 
   const names = new Set<string>();
