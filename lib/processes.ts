@@ -69,6 +69,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** Pass the child's output through to ours instead of keeping it for output(). */
   inherit?: boolean;
+  /** Written to the child's stdin, which is then closed. */
+  stdin?: string;
   /** Called for each stdout line (machine-readable child output); such lines are not kept in output(). */
   onLine?: (line: string) => void;
 }
@@ -100,10 +102,12 @@ export async function startNode(script: string, args: string[], opts: StartOptio
     args = [...args, '--ports-file', portsFile];
   }
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], {
-    env: { ...process.env, ...opts.env },
-    stdio: opts.inherit ? ['ignore', 'inherit', 'inherit'] : ['ignore', 'pipe', 'pipe'],
+    // The child polls this PID and stops itself if we die without stopping it (see cli/remora.ts).
+    env: { ...process.env, REMORA_PARENT_PID: String(process.pid), ...opts.env },
+    stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', opts.inherit ? 'inherit' : 'pipe', opts.inherit ? 'inherit' : 'pipe'],
   });
   live.add(child);
+  if (opts.stdin !== undefined) child.stdin?.end(opts.stdin);
   let out = '';
   const append = (b: Buffer) => {
     out += b.toString();
