@@ -1,0 +1,176 @@
+/**
+ * User-written mesh resources, as `remora apply -f` reads them and as they are stored in etcd under
+ * `<prefix>config/<kind>/<namespace>/<name>` (JSON). Kubernetes-like envelope:
+ *
+ *   kind: Route
+ *   metadata: { name: catalog-canary, namespace: shop }
+ *   spec: { ... }
+ */
+export const RESOURCE_KINDS = ['Route', 'Cluster', 'AuthorizationPolicy', 'MeshConfig'] as const;
+export type ResourceKind = (typeof RESOURCE_KINDS)[number];
+
+export interface ResourceMetadata {
+  readonly name: string;
+  /** Defaults to "default". */
+  readonly namespace: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** gRPC status codes by name, as route retry and outlier-detection policies list them. */
+export const GRPC_STATUS_NAMES = [
+  'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
+  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+] as const;
+export type GrpcStatusName = (typeof GRPC_STATUS_NAMES)[number];
+
+/** Stored and validated; enforced by the sidecar from issue 5 (timeouts and retries). */
+export interface RetrySpec {
+  /** Attempts in all, the first one included (gRPC's retryPolicy counts the same way). */
+  readonly maxAttempts: number;
+  readonly retryOn: readonly GrpcStatusName[];
+  readonly perTryTimeoutMs?: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+}
+
+/** Route: which cluster a service's calls go to. (Method/header matches and weights come with the routing issue.) */
+export interface RouteSpec {
+  readonly match: { readonly service: string };
+  readonly cluster: string;
+  /** Whole-call timeout. Stored and validated; enforced by the sidecar from issue 5. */
+  readonly timeoutMs?: number;
+  /** Stored and validated; enforced by the sidecar from issue 5. */
+  readonly retries?: RetrySpec;
+}
+
+export const LOAD_BALANCING_POLICIES = ['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'PEAK_EWMA', 'RING_HASH'] as const;
+export type LoadBalancingPolicy = (typeof LOAD_BALANCING_POLICIES)[number];
+
+/** Stored and validated; enforced by the sidecar from issue 4 (today every cluster is round robin). */
+export interface LoadBalancingSpec {
+  readonly policy: LoadBalancingPolicy;
+  /** RING_HASH only (and required there): the request header whose value is hashed. */
+  readonly hashHeader?: string;
+}
+
+/** Active grpc.health.v1 checks. Stored and validated; enforced by the sidecar from issue 4. */
+export interface HealthCheckSpec {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+  /** Up to this much is added at random to each interval, so checks from many sidecars spread out. */
+  readonly jitterMs: number;
+  /** The service name sent in `Check`; "" asks about the server as a whole. */
+  readonly serviceName: string;
+}
+
+/** Passive ejection on consecutive failures. Stored and validated; enforced by the sidecar from issue 4. */
+export interface OutlierDetectionSpec {
+  readonly consecutiveFailures: number;
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  readonly maxEjectionPercent: number;
+  /** Statuses that count as failures (connect failures always do). */
+  readonly statusCodes: readonly GrpcStatusName[];
+}
+
+/** Per-cluster thresholds like Envoy's. Stored and validated; enforced by the sidecar from issue 4. */
+export interface CircuitBreakersSpec {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
+/**
+ * Cluster: policy for calls to one service, optionally a subset of its instances by labels
+ * (e.g. version: v2), or a fixed endpoint list for something outside the mesh.
+ */
+export interface ClusterSpec {
+  /** Service whose registered instances are the endpoints; defaults to metadata.name. */
+  readonly service: string;
+  /** Only instances whose labels include all of these. */
+  readonly subset: Readonly<Record<string, string>>;
+  /** Static endpoints (then no registered instances are used). */
+  readonly endpoints: readonly { readonly address: string; readonly port: number; readonly weight: number; readonly labels: Readonly<Record<string, string>> }[];
+  readonly connectTimeoutMs: number;
+  readonly maxSessionAgeMs: number;
+  /** The policy blocks below are optional: absent means the sidecar's defaults. */
+  readonly loadBalancing?: LoadBalancingSpec;
+  readonly healthCheck?: HealthCheckSpec;
+  readonly outlierDetection?: OutlierDetectionSpec;
+  readonly circuitBreakers?: CircuitBreakersSpec;
+}
+
+/** Stored and validated; enforced by the sidecar from issue 6 (identity and mTLS). */
+export interface AuthorizationPolicySpec {
+  /** The service the policy protects. */
+  readonly service: string;
+  readonly action: 'ALLOW' | 'DENY';
+  readonly rules: readonly {
+    /** SPIFFE IDs, `ns/<ns>/*`, or `*`. */
+    readonly from: readonly string[];
+    /** gRPC methods `/pkg.Service/Method` or `/pkg.Service/*`; empty = all. */
+    readonly methods: readonly string[];
+  }[];
+}
+
+/** Stored and validated; enforced from issue 6 (identity and mTLS). */
+export interface MeshConfigSpec {
+  readonly trustDomain: string;
+  readonly mtlsMode: 'STRICT' | 'PERMISSIVE' | 'DISABLED';
+}
+
+export type SpecOf<K extends ResourceKind> = K extends 'Route'
+  ? RouteSpec
+  : K extends 'Cluster'
+    ? ClusterSpec
+    : K extends 'AuthorizationPolicy'
+      ? AuthorizationPolicySpec
+      : MeshConfigSpec;
+
+export interface Resource<K extends ResourceKind = ResourceKind> {
+  readonly kind: K;
+  readonly metadata: ResourceMetadata;
+  readonly spec: SpecOf<K>;
+}
+
+/** A resource as read back from the store, with the etcd revision that last changed it. */
+export interface StoredResource<K extends ResourceKind = ResourceKind> extends Resource<K> {
+  readonly modRevision: string;
+}
+
+/** A value found in the store that does not validate: reported, skipped, never applied. */
+export interface InvalidStoredResource {
+  readonly key: string;
+  readonly problems: readonly string[];
+}
+
+/** A registered service instance, stored under `<prefix>endpoints/<ns>/<service>/<instance>`. */
+export interface InstanceRecord {
+  readonly service: string;
+  readonly namespace: string;
+  readonly instanceId: string;
+  /** Where peers reach the instance's sidecar (inbound listener). */
+  readonly address: string;
+  readonly port: number;
+  readonly zone: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly serviceAccount: string;
+  readonly health: 'SERVING' | 'NOT_SERVING';
+  /** Which control-plane replica holds the registration (its lease). */
+  readonly controlPlane: string;
+}
+
+/** What `remora status` shows for one connected sidecar, stored under `<prefix>status/<ns>/<service>/<instance>`. */
+export interface SidecarStatus {
+  readonly service: string;
+  readonly namespace: string;
+  readonly instanceId: string;
+  readonly controlPlane: string;
+  readonly connectedAt: string;
+  readonly appliedVersion: string;
+  readonly lastNack: { readonly version: string; readonly at: string; readonly errors: readonly string[] } | null;
+}
