@@ -52,8 +52,8 @@ export function healthServer(sidecar: Sidecar): http.Server {
   return serve({
     '/healthz/live': (_req, res) => json(res, 200, { live: true }),
     '/healthz/ready': (_req, res) => {
-      const ready = sidecar.state === 'serving';
-      json(res, ready ? 200 : 503, { ready, state: sidecar.state });
+      const ready = sidecar.ready;
+      json(res, ready ? 200 : 503, { ready, state: sidecar.state, version: sidecar.config.version });
     },
   });
 }

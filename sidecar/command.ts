@@ -1,17 +1,30 @@
-/** `remora sidecar`: run the data plane from a static config file. */
+/** `remora sidecar`: run the data plane, configured by a control plane or a static file. */
+import os from 'node:os';
 import { parseCommand, usage, UsageError, type Command, type FlagDefs } from '../cli/flags.js';
-import { createLogger } from '../lib/log.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { writePortsFile } from '../lib/ports-file.js';
+import { DNS_LABEL } from '../lib/validate.js';
 import { loadStaticConfig } from './config/static-file.js';
 import { ConfigError } from './config/validate.js';
+import type { MeshConfig } from './config/model.js';
 import { Sidecar } from './sidecar.js';
 import { adminServer, healthServer, listenHttp } from './admin-server.js';
-import { writePortsFile } from '../lib/ports-file.js';
 import { installFastAsyncBind } from './perf/fast-async-bind.js';
+import { DiscoveryClient } from './discovery/client.js';
+import { translateResources } from './discovery/translate.js';
 
 const FLAGS = {
-  config: { type: 'string', help: 'static mesh config (YAML: clusters, routes); SIGHUP reloads it', short: 'c' },
+  'control-plane': { type: 'list', help: 'control-plane discovery addresses host:port, comma-separated (any replica)' },
+  config: { type: 'string', help: 'static mesh config (YAML: clusters, routes) instead of a control plane; SIGHUP reloads it', short: 'c' },
   service: { type: 'string', help: 'name of the service this sidecar rides with', default: 'unknown' },
   namespace: { type: 'string', help: 'namespace of the service', default: 'default' },
+  'instance-id': { type: 'string', help: 'this instance\'s id (default: hostname-pid)' },
+  zone: { type: 'string', help: 'zone of this instance', default: '' },
+  labels: { type: 'list', help: 'instance labels, k=v comma-separated (e.g. version=v2)' },
+  'service-account': { type: 'string', help: 'service account (identity) of the app', default: 'default' },
+  'advertise-address': { type: 'string', help: 'address peers use to reach this sidecar\'s inbound listener', default: '127.0.0.1' },
+  register: { type: 'bool', help: 'register this instance with the control plane so peers call it', default: true },
+  'deregister-delay-ms': { type: 'int', help: 'on SIGTERM, wait this long after deregistering before draining, so peers stop picking us', default: 1_000 },
   'app-address': { type: 'string', help: 'address of the local app', default: '127.0.0.1' },
   'app-port': { type: 'int', help: 'port of the local app (inbound calls go here)', default: 8080 },
   'outbound-address': { type: 'string', help: 'outbound listener address (app → mesh)', default: '127.0.0.1' },
@@ -28,6 +41,59 @@ const FLAGS = {
 } as const satisfies FlagDefs;
 
 const SUMMARY = 'Run the Remora sidecar: outbound (app → mesh) and inbound (mesh → app) gRPC proxies.';
+const EMPTY_CONFIG: MeshConfig = Object.freeze({ version: '', clusters: [], routes: [] });
+
+type Flags = ReturnType<typeof parseCommand<typeof FLAGS>>['flags'];
+
+function checkFlags(flags: Flags): void {
+  if (!flags.config === (flags['control-plane'].length === 0)) {
+    throw new UsageError('give exactly one config source: --control-plane HOST:PORT[,HOST:PORT] or --config FILE');
+  }
+  for (const p of ['app-port', 'outbound-port', 'inbound-port', 'admin-port', 'stats-port'] as const) {
+    if (flags[p] < 0 || flags[p] > 65535) throw new UsageError(`--${p} must be a port from 0 to 65535, got ${flags[p]}`);
+  }
+  if (!DNS_LABEL.test(flags.service)) throw new UsageError(`--service must be a lower-case DNS label, got ${JSON.stringify(flags.service)}`);
+  if (!DNS_LABEL.test(flags.namespace)) throw new UsageError(`--namespace must be a lower-case DNS label, got ${JSON.stringify(flags.namespace)}`);
+  for (const l of flags.labels) if (!/^[^=]+=.*$/.test(l)) throw new UsageError(`--labels entries must be key=value, got ${JSON.stringify(l)}`);
+}
+
+async function initialConfig(flags: Flags): Promise<MeshConfig> {
+  if (!flags.config) return EMPTY_CONFIG;
+  try {
+    return await loadStaticConfig(flags.config);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log: Logger): DiscoveryClient {
+  const client = new DiscoveryClient({
+    controlPlanes: flags['control-plane'],
+    instance: {
+      service: flags.service,
+      namespace: flags.namespace,
+      instanceId: flags['instance-id'] ?? `${os.hostname()}-${process.pid}`,
+      address: flags['advertise-address'],
+      port: inboundPort,
+      zone: flags.zone,
+      labels: Object.fromEntries(flags.labels.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])),
+      serviceAccount: flags['service-account'],
+      health: 0,
+    },
+    register: flags.register,
+    sidecarVersion: process.env.npm_package_version ?? 'dev',
+    appliedVersion: () => sidecar.config.version,
+    apply: (snap) => {
+      const result = translateResources(snap.version, snap.resources);
+      if (result.config) sidecar.apply(result.config);
+      return result.errors;
+    },
+    log,
+  });
+  client.start();
+  return client;
+}
 
 export const sidecarCommand: Command = {
   summary: SUMMARY,
@@ -37,19 +103,10 @@ export const sidecarCommand: Command = {
       process.stdout.write(usage('sidecar', SUMMARY, FLAGS) + '\n');
       return;
     }
-    if (!flags.config) throw new UsageError('--config FILE is required until the control plane exists (see README)');
-    for (const p of ['app-port', 'outbound-port', 'inbound-port', 'admin-port', 'stats-port'] as const) {
-      if (flags[p] < 0 || flags[p] > 65535) throw new UsageError(`--${p} must be a port from 0 to 65535, got ${flags[p]}`);
-    }
+    checkFlags(flags);
     if (flags['fast-async-bind']) installFastAsyncBind();
     const log = createLogger('sidecar');
-    let config;
-    try {
-      config = await loadStaticConfig(flags.config);
-    } catch (err) {
-      if (err instanceof ConfigError) throw new UsageError(err.message);
-      throw err;
-    }
+    const config = await initialConfig(flags);
     const sidecar = new Sidecar(
       {
         service: flags.service,
@@ -64,6 +121,8 @@ export const sidecarCommand: Command = {
         log,
       },
       config,
+      // From a control plane the sidecar is not ready until its first snapshot is applied.
+      flags.config !== undefined,
     );
     const ports = await sidecar.start();
     let stopping: Promise<void> | undefined;
@@ -71,14 +130,22 @@ export const sidecarCommand: Command = {
     const health = healthServer(sidecar);
     const adminPort = await listenHttp(admin, flags['admin-port'], flags['admin-address']);
     const statsPort = await listenHttp(health, flags['stats-port'], flags['stats-address']);
+    const discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log);
     const bound = { outbound: ports.outboundPort, inbound: ports.inboundPort, admin: adminPort, stats: statsPort };
     if (flags['ports-file']) await writePortsFile(flags['ports-file'], bound);
-    log.info({ ...bound, service: flags.service, version: config.version }, 'sidecar ready');
+    log.info({ ...bound, service: flags.service, source: flags.config ?? flags['control-plane'] }, 'sidecar listening');
 
     function stop(why: string): Promise<void> {
       stopping ??= (async () => {
         log.info({ why, drainTimeoutMs: flags['drain-timeout-ms'] }, 'draining');
+        if (discovery) {
+          // Deregister first and give peers a moment to stop picking us, then GOAWAY.
+          sidecar.notReady();
+          discovery.drain();
+          await new Promise((r) => setTimeout(r, flags['deregister-delay-ms']));
+        }
         const result = await sidecar.drain();
+        discovery?.stop();
         admin.close();
         health.close();
         log.info({ result }, 'stopped');
@@ -90,7 +157,8 @@ export const sidecarCommand: Command = {
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGHUP', () => {
-      loadStaticConfig(flags.config!).then(
+      if (!flags.config) return;
+      loadStaticConfig(flags.config).then(
         (next) => sidecar.apply(next),
         (err: Error) => log.error({ err: err.message }, 'config reload rejected; keeping the last good config'),
       );

@@ -33,9 +33,13 @@ export class Sidecar {
   private readonly inbound: Listener;
   private appliedConfig: MeshConfig;
   state: SidecarState = 'starting';
+  /** False until a config has been applied (a control-plane sidecar starts with none). */
+  private configured: boolean;
+  private shuttingDown = false;
 
-  constructor(private readonly opts: SidecarOptions, config: MeshConfig) {
+  constructor(private readonly opts: SidecarOptions, config: MeshConfig, configured = true) {
     this.appliedConfig = config;
+    this.configured = configured;
     this.outboundRouter = this.buildOutbound(config);
     this.localApp = new Cluster({
       name: `inbound|${opts.service}`,
@@ -74,6 +78,7 @@ export class Sidecar {
   apply(config: MeshConfig): void {
     this.outboundRouter = this.buildOutbound(config);
     this.appliedConfig = config;
+    this.configured = true;
     this.opts.log.info({ version: config.version, clusters: config.clusters.length, routes: config.routes.length }, 'config applied');
   }
 
@@ -82,6 +87,16 @@ export class Sidecar {
     const inboundPort = await this.inbound.listen();
     this.state = 'serving';
     return { outboundPort, inboundPort };
+  }
+
+  /** Ready for traffic: listening, configured, not draining (Kubernetes readiness). */
+  get ready(): boolean {
+    return this.state === 'serving' && this.configured && !this.shuttingDown;
+  }
+
+  /** Readiness goes false at once, ahead of draining. */
+  notReady(): void {
+    this.shuttingDown = true;
   }
 
   get config(): MeshConfig {

@@ -34,14 +34,21 @@ export function configFor(clusters: Record<string, number[]>): unknown {
   };
 }
 
-export async function startSidecar(spec: SidecarSpec): Promise<SidecarHandle> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'remora-test-'));
-  const configFile = path.join(dir, 'mesh.yaml');
-  await writeFile(configFile, stringify(spec.config ?? configFor(spec.clusters ?? {})));
+export async function startSidecar(spec: SidecarSpec & { controlPlanes?: string[] }): Promise<SidecarHandle> {
+  let configFile = '';
+  let source: string[];
+  if (spec.controlPlanes) {
+    source = ['--control-plane', spec.controlPlanes.join(',')];
+  } else {
+    const dir = await mkdtemp(path.join(tmpdir(), 'remora-test-'));
+    configFile = path.join(dir, 'mesh.yaml');
+    await writeFile(configFile, stringify(spec.config ?? configFor(spec.clusters ?? {})));
+    source = ['--config', configFile];
+  }
   const proc = await startRemora(
     [
       'sidecar',
-      '--config', configFile,
+      ...source,
       '--service', spec.service ?? 'test',
       '--app-port', String(spec.appPort ?? 1),
       '--outbound-port', '0',
@@ -61,4 +68,44 @@ export async function startSidecar(spec: SidecarSpec): Promise<SidecarHandle> {
 export async function getJson<T>(port: number, urlPath: string): Promise<T> {
   const res = await fetch(`http://127.0.0.1:${port}${urlPath}`);
   return (await res.json()) as T;
+}
+
+export interface ControlPlaneHandle {
+  readonly proc: Proc;
+  readonly grpc: number;
+  readonly http: number;
+  readonly address: string;
+}
+
+export async function startControlPlane(etcdEndpoints: string[], extraArgs: string[] = [], replicaId?: string): Promise<ControlPlaneHandle> {
+  const proc = await startRemora(
+    [
+      'control-plane',
+      '--etcd-endpoints', etcdEndpoints.join(','),
+      '--address', '127.0.0.1',
+      '--port', '0',
+      '--http-port', '0',
+      ...(replicaId ? ['--replica-id', replicaId] : []),
+      ...extraArgs,
+    ],
+    { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn' } },
+  );
+  const { grpc, http } = proc.ports as Record<'grpc' | 'http', number>;
+  return { proc, grpc, http, address: `127.0.0.1:${grpc}` };
+}
+
+/** Polls until `check` returns a truthy value or the time is up (then throws with `what`). */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -1,0 +1,177 @@
+/**
+ * The discovery service of one control-plane replica: keeps the mesh state current from etcd,
+ * pushes one shared snapshot to every connected sidecar when what they see changes, and registers
+ * the instances of sidecars that ask for it on this replica's etcd lease.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { DiscoveryServiceService } from '../../protos/gen/remora/mesh/v1/discovery.js';
+import type { Logger } from '../../lib/log.js';
+import type { InstanceRecord, SidecarStatus } from '../resources/types.js';
+import type { Store, Watch } from '../store/store.js';
+import { MeshState } from './mesh-state.js';
+import { PushScheduler } from './push-scheduler.js';
+import { encodeSnapshot, type EncodedSnapshot } from './snapshot.js';
+import { SidecarStream, type DiscoveryCall, type StreamHost } from './sidecar-stream.js';
+import { StatusWriter } from './status-writer.js';
+
+export interface DiscoveryServerOptions {
+  readonly store: Store;
+  readonly replicaId: string;
+  readonly log: Logger;
+  /** How long a sidecar whose stream broke (not drained) stays registered, waiting for it to come back. */
+  readonly deregisterGraceMs: number;
+}
+
+/** The generated service, with snapshots written as pre-encoded bytes. */
+const DiscoveryDefinition = {
+  streamConfig: { ...DiscoveryServiceService.streamConfig, responseSerialize: (b: Buffer): Buffer => b },
+} as const;
+
+const RETRY_MS = 1000;
+
+export class DiscoveryServer implements StreamHost {
+  readonly replicaId: string;
+  private readonly state = new MeshState();
+  private snapshot: EncodedSnapshot | undefined;
+  private readonly streams = new Set<SidecarStream>();
+  private readonly owners = new Map<string, SidecarStream>();
+  private readonly pendingDeregister = new Map<string, NodeJS.Timeout>();
+  private readonly scheduler = new PushScheduler(() => this.push());
+  private readonly statusWriter: StatusWriter;
+  private watch: Watch | undefined;
+  private stopped = false;
+  pushes = 0;
+
+  constructor(private readonly opts: DiscoveryServerOptions) {
+    this.replicaId = opts.replicaId;
+    this.statusWriter = new StatusWriter(opts.store, opts.log);
+  }
+
+  get ready(): boolean {
+    return this.snapshot !== undefined;
+  }
+
+  current(): EncodedSnapshot | undefined {
+    return this.snapshot;
+  }
+
+  addTo(server: grpc.Server): void {
+    server.addService(DiscoveryDefinition, {
+      streamConfig: (call: DiscoveryCall) => {
+        if (this.stopped) {
+          call.emit('error', Object.assign(new Error('control plane is shutting down'), { code: grpc.status.UNAVAILABLE }));
+          return;
+        }
+        this.streams.add(new SidecarStream(call, this));
+      },
+    });
+  }
+
+  /** Loads the mesh (retrying while etcd is unreachable) and starts watching. Resolves once loaded. */
+  async start(): Promise<void> {
+    for (;;) {
+      try {
+        await this.reload();
+        return;
+      } catch (err) {
+        if (this.stopped) return;
+        this.opts.log.warn({ err: (err as Error).message }, 'cannot load mesh state from etcd; retrying');
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
+  }
+
+  private async reload(): Promise<void> {
+    const loaded = await this.opts.store.load();
+    this.state.reset(loaded);
+    for (const bad of loaded.invalid) this.opts.log.warn({ key: bad.key, problems: bad.problems }, 'invalid resource in etcd skipped');
+    await this.watch?.close();
+    this.watch = await this.opts.store.watch(loaded.revision, (events) => {
+      for (const e of events) {
+        if (e.type === 'resync-needed') {
+          this.opts.log.warn({ reason: e.reason }, 'etcd watch lost history; reloading');
+          void this.start();
+          return;
+        }
+        if (e.type === 'resource-invalid') this.opts.log.warn({ key: e.invalid.key, problems: e.invalid.problems }, 'invalid resource in etcd skipped');
+      }
+      if (this.state.apply(events)) this.scheduler.changed();
+    });
+    this.push();
+  }
+
+  private push(): void {
+    const snap = encodeSnapshot(this.state);
+    if (this.snapshot && snap.contentHash === this.snapshot.contentHash) return;
+    this.snapshot = snap;
+    this.pushes++;
+    for (const s of this.streams) s.send(snap);
+    if (this.opts.log.isLevelEnabled('debug')) this.opts.log.debug({ version: snap.version, resources: snap.resourceCount, sidecars: this.streams.size }, 'pushed');
+  }
+
+  register(stream: SidecarStream, instance: InstanceRecord): void {
+    const key = stream.key!;
+    const pending = this.pendingDeregister.get(key);
+    if (pending) clearTimeout(pending);
+    this.pendingDeregister.delete(key);
+    this.owners.set(key, stream);
+    const attempt = (): void => {
+      if (this.owners.get(key) !== stream || !stream.registered) return;
+      this.opts.store.registerInstance(stream.instance ?? instance).catch((err: Error) => {
+        this.opts.log.warn({ sidecar: key, err: err.message }, 'registration failed; retrying');
+        setTimeout(attempt, RETRY_MS).unref();
+      });
+    };
+    attempt();
+  }
+
+  deregisterNow(stream: SidecarStream): void {
+    const i = stream.instance!;
+    this.opts.store.deregisterInstance(i.namespace, i.service, i.instanceId).catch((err: Error) =>
+      this.opts.log.warn({ sidecar: stream.key, err: err.message }, 'deregistration failed; the lease or grace period will remove it'),
+    );
+  }
+
+  statusChanged(status: SidecarStatus): void {
+    this.statusWriter.put(status);
+  }
+
+  closed(stream: SidecarStream): void {
+    this.streams.delete(stream);
+    // Shutting down: registrations stay; the sidecars re-register with another replica.
+    if (this.stopped) return;
+    const key = stream.key;
+    if (!key || this.owners.get(key) !== stream) return;
+    this.owners.delete(key);
+    const i = stream.instance!;
+    const forget = (): void => {
+      this.pendingDeregister.delete(key);
+      this.statusWriter.delete(i.namespace, i.service, i.instanceId);
+      if (stream.registered) this.deregisterNow(stream);
+    };
+    if (stream.draining || !stream.registered) return forget();
+    // A broken stream may be a sidecar on its way back (to us or another replica): wait a while.
+    this.pendingDeregister.set(key, setTimeout(forget, this.opts.deregisterGraceMs));
+  }
+
+  log(level: 'info' | 'warn' | 'debug', obj: object, msg: string): void {
+    this.opts.log[level](obj, msg);
+  }
+
+  sidecars(): { key: string | undefined; registered: boolean; draining: boolean }[] {
+    return [...this.streams].map((s) => ({ key: s.key, registered: s.registered, draining: s.draining }));
+  }
+
+  connectedCount(): number {
+    return this.streams.size;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.scheduler.stop();
+    for (const t of this.pendingDeregister.values()) clearTimeout(t);
+    for (const s of [...this.streams]) s.close();
+    await this.watch?.close();
+    await this.statusWriter.close();
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Turns the mesh state into what a sidecar applies: clusters (with their endpoints) and routes, in
+ * the same JSON shape as the sidecar's static config file, so both go through one validator.
+ *
+ * Every registered service gets a cluster named after it. A user Cluster resource of the same
+ * name adds policy; one of another name is a subset (by labels) or a fixed endpoint list.
+ */
+import type { ClusterSpec, InstanceRecord, RouteSpec, StoredResource } from '../resources/types.js';
+import type { MeshState } from './mesh-state.js';
+
+export interface EndpointDoc {
+  address: string;
+  port: number;
+  weight: number;
+  labels: Record<string, string>;
+}
+
+export interface ClusterDoc {
+  name: string;
+  endpoints: EndpointDoc[];
+  connectTimeoutMs?: number;
+  maxSessionAgeMs?: number;
+}
+
+export interface RouteDoc {
+  name: string;
+  match: { service: string };
+  cluster: string;
+}
+
+function matches(labels: Readonly<Record<string, string>>, subset: Readonly<Record<string, string>>): boolean {
+  for (const [k, v] of Object.entries(subset)) if (labels[k] !== v) return false;
+  return true;
+}
+
+function endpointOf(i: InstanceRecord): EndpointDoc {
+  return { address: i.address, port: i.port, weight: 1, labels: { ...i.labels } };
+}
+
+export function buildSidecarConfig(state: MeshState): { clusters: ClusterDoc[]; routes: RouteDoc[] } {
+  const byService = new Map<string, InstanceRecord[]>();
+  for (const i of state.instances.values()) {
+    if (i.health !== 'SERVING') continue;
+    const list = byService.get(i.service) ?? [];
+    list.push(i);
+    byService.set(i.service, list);
+  }
+  const clusters = new Map<string, ClusterDoc>();
+  for (const [service, list] of byService) clusters.set(service, { name: service, endpoints: list.map(endpointOf) });
+
+  const routes: RouteDoc[] = [];
+  for (const r of state.resources.values()) {
+    if (r.kind === 'Cluster') {
+      const spec = (r as StoredResource<'Cluster'>).spec as ClusterSpec;
+      const endpoints =
+        spec.endpoints.length > 0
+          ? spec.endpoints.map((e) => ({ address: e.address, port: e.port, weight: e.weight, labels: { ...e.labels } }))
+          : (byService.get(spec.service) ?? []).filter((i) => matches(i.labels, spec.subset)).map(endpointOf);
+      clusters.set(r.metadata.name, {
+        name: r.metadata.name,
+        endpoints,
+        connectTimeoutMs: spec.connectTimeoutMs,
+        maxSessionAgeMs: spec.maxSessionAgeMs,
+      });
+    } else if (r.kind === 'Route') {
+      const spec = (r as StoredResource<'Route'>).spec as RouteSpec;
+      routes.push({ name: `${r.metadata.namespace}/${r.metadata.name}`, match: { service: spec.match.service }, cluster: spec.cluster });
+    }
+  }
+  // Stable order, so an unchanged mesh encodes to the same bytes.
+  const sortedClusters = [...clusters.values()].sort((a, b) => a.name.localeCompare(b.name));
+  for (const c of sortedClusters) c.endpoints.sort((a, b) => `${a.address}:${a.port}`.localeCompare(`${b.address}:${b.port}`));
+  routes.sort((a, b) => a.name.localeCompare(b.name));
+  return { clusters: sortedClusters, routes };
+}
