@@ -1,8 +1,9 @@
 /**
- * `remora demo`: the whole shop on this machine. Three services, a sidecar in front of each (static
- * config until the control plane exists), and the demo client sending orders through the orders
- * sidecar. `--direct` skips the sidecars (catalog and inventory then share one process so orders has
- * a single upstream), which is also how the demo can be tried before the sidecar is built.
+ * `remora demo`: the whole mesh on this machine as local processes. etcd, a control-plane replica,
+ * three services with a sidecar each (registered and configured through the control plane), and
+ * the demo client sending orders through the orders sidecar. `--static` gives the sidecars a static
+ * config file instead of the control plane; `--direct` skips the sidecars (catalog and inventory
+ * then share one process so orders has a single upstream).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseCommand, usage, UsageError, type Command, type FlagDefs } from '../cli/flags.js';
 import { startRemora, type Proc } from '../lib/processes.js';
+import { startEtcd, type EtcdHandle } from '../lib/etcd-process.js';
 import {
   allPorts,
   fixedLayout,
@@ -20,6 +22,7 @@ import {
   meshConfigYaml,
   meshPlan,
   type MeshLayout,
+  type SidecarSource,
 } from './mesh-layout.js';
 import { SCENARIOS } from './traffic.js';
 
@@ -32,6 +35,7 @@ const flags = {
   scenario: { type: 'string', help: `demo client traffic: ${SCENARIOS.join(', ')}`, default: 'orders' },
   'no-client': { type: 'bool', help: 'start the mesh only, no demo client' },
   direct: { type: 'bool', help: 'no sidecars: orders calls a process serving catalog and inventory directly' },
+  static: { type: 'bool', help: 'sidecars read a static config file: no etcd, no control plane' },
 } as const satisfies FlagDefs;
 
 interface Child {
@@ -63,13 +67,23 @@ function validate(f: { 'base-port': number; 'duration-s': number; rps: number; s
   }
 }
 
+/** Polls `check` (errors count as "not yet") for up to 20 s. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`remora demo: timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 function table(children: readonly Child[]): string {
   const rows = [['PROCESS', 'PID', 'LISTENING'], ...children.map((c) => [c.label, String(c.proc.pid), c.listening])];
   const widths = [0, 1].map((i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => `  ${r[0]!.padEnd(widths[0]!)}  ${r[1]!.padEnd(widths[1]!)}  ${r[2]}`).join('\n');
 }
 
-function hints(layout: MeshLayout, entry: number, direct: boolean, dir: string): string {
+function hints(layout: MeshLayout, entry: number, direct: boolean, dir: string, etcdEndpoint?: string): string {
   const lines = [
     `  remora demo-client --target ${LOOPBACK}:${entry} --authority orders --count 20`,
     `  remora demo-client --target ${LOOPBACK}:${entry} --scenario ${direct ? 'orders' : 'mixed'} --duration-s 10`,
@@ -79,6 +93,14 @@ function hints(layout: MeshLayout, entry: number, direct: boolean, dir: string):
       `  curl -s http://${LOOPBACK}:${layout.orders.admin}/config_dump`,
       `  curl -s http://${LOOPBACK}:${layout.orders.stats}/healthz/ready`,
       `  curl -s http://${LOOPBACK}:${layout.orders.admin}/clusters`,
+    );
+  }
+  if (etcdEndpoint) {
+    lines.push(
+      `  export REMORA_ETCD_ENDPOINTS=${etcdEndpoint}`,
+      `  remora get instances -A                      # what registered through the control plane`,
+      `  remora status                                # each sidecar's applied config version, last NACK`,
+      `  remora apply -f my-routes.yaml               # Route / Cluster resources, pushed in milliseconds`,
     );
   }
   lines.push(
@@ -129,9 +151,16 @@ export const demoCommand: Command = {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
 
-    const start = async (label: string, args: string[], waitPorts: number[], listening: string, inherit = false): Promise<Child> => {
-      const proc = await startRemora(args, { waitPorts, inherit });
-      let child: Child = { label, proc, listening };
+    const start = async (
+      label: string,
+      args: string[],
+      waitPorts: number[],
+      listening: string | ((proc: Proc) => string),
+      inherit = false,
+      portsFile = false,
+    ): Promise<Child> => {
+      const proc = await startRemora(args, { waitPorts, inherit, portsFile });
+      let child: Child = { label, proc, listening: typeof listening === 'string' ? listening : listening(proc) };
       if (!inherit) {
         const logPath = path.join(dir, `${label}.log`);
         const log = createWriteStream(logPath);
@@ -155,15 +184,43 @@ export const demoCommand: Command = {
       const tiers = [
         children.filter((c) => c.label === 'demo-client'),
         children.filter((c) => c.label.endsWith('-sidecar')),
-        children.filter((c) => c.label !== 'demo-client' && !c.label.endsWith('-sidecar')),
+        children.filter((c) => c.label !== 'demo-client' && !c.label.endsWith('-sidecar') && c.label !== 'control-plane'),
+        // Last, so the sidecars could deregister through it while draining.
+        children.filter((c) => c.label === 'control-plane'),
       ];
       // The client first so its summary reports the mesh still up; sidecars before apps so nothing
       // is routed to an app that is already gone.
       for (const tier of tiers) await Promise.all(tier.map((c) => c.proc.stop(c.label === 'demo-client' ? 'SIGINT' : 'SIGTERM')));
       await Promise.all(children.map((c) => new Promise<void>((resolve) => (c.log ? c.log.end(resolve) : resolve()))));
+      await etcd?.stop();
     };
 
-    const plan = meshPlan(layout, configPath, direct);
+    let etcd: EtcdHandle | undefined;
+    let source: SidecarSource = { config: configPath };
+    let controlPlaneHttp = 0;
+    try {
+      if (!direct && !f.static) {
+        const base = f['base-port'];
+        etcd = await startEtcd(base === 0 ? {} : { clientPort: base + 1, peerPort: base + 2 });
+        const cp = await start(
+          'control-plane',
+          ['control-plane', '--etcd-endpoints', etcd.endpoint, '--address', LOOPBACK, '--port', String(base === 0 ? 0 : base + 3),
+            '--http-port', String(base === 0 ? 0 : base + 4), '--replica-id', 'demo-cp-0'],
+          [],
+          (proc) => `discovery ${LOOPBACK}:${proc.ports.grpc}  http :${proc.ports.http}  (etcd ${etcd!.endpoint})`,
+          false,
+          true,
+        );
+        controlPlaneHttp = cp.proc.ports.http!;
+        source = { controlPlane: `${LOOPBACK}:${cp.proc.ports.grpc}` };
+        await until('the control plane has loaded the mesh from etcd', async () => (await fetch(`http://${LOOPBACK}:${controlPlaneHttp}/healthz/ready`)).ok);
+      }
+    } catch (err) {
+      await stopAll();
+      throw err;
+    }
+
+    const plan = meshPlan(layout, source, direct);
     try {
       for (const spec of plan.processes) {
         if (stopping) break;
@@ -173,11 +230,18 @@ export const demoCommand: Command = {
         await stopAll();
         return;
       }
+      if ('controlPlane' in source) {
+        // Every service registers through the control plane; wait until orders' sidecar can reach all three.
+        await until('the orders sidecar has endpoints for every service', async () => {
+          const cfg = (await (await fetch(`http://${LOOPBACK}:${layout.orders.admin}/config_dump`)).json()) as { clusters: { name: string; endpoints: unknown[] }[] };
+          return cfg.clusters.filter((c) => c.endpoints.length > 0).length >= 3;
+        });
+      }
 
       const entry = plan.entryPort;
       process.stdout.write(
         `\nremora demo: the shop is up${direct ? ' (direct, no sidecars)' : ''}; config and logs in ${dir}\n\n` +
-          `${table(children)}\n\nTry:\n${hints(layout, entry, direct, dir)}\n\nCtrl-C stops everything.\n\n`,
+          `${table(children)}\n\nTry:\n${hints(layout, entry, direct, dir, etcd?.endpoint)}\n\nCtrl-C stops everything.\n\n`,
       );
 
       const duration = f['duration-s'];

@@ -80,11 +80,15 @@ function serviceArgs(names: string, port: number, instance: string, upstream?: n
   return args;
 }
 
-export function sidecarArgs(name: ServiceName, layout: MeshLayout, configPath: string): string[] {
+/** Where the demo's sidecars get their config: the control plane (default) or a static file. */
+export type SidecarSource = { readonly controlPlane: string } | { readonly config: string };
+
+export function sidecarArgs(name: ServiceName, layout: MeshLayout, source: SidecarSource): string[] {
   const p = layout[name];
+  const from = 'controlPlane' in source ? ['--control-plane', source.controlPlane, '--instance-id', `${name}-0`] : ['--config', source.config];
   return [
     'sidecar',
-    '--config', configPath,
+    ...from,
     '--service', name,
     '--app-address', LOOPBACK,
     '--app-port', String(p.app),
@@ -118,7 +122,7 @@ export interface MeshPlan {
  * own sidecar's outbound listener. Direct: no sidecars, so orders needs catalog and inventory at ONE
  * address (it has one --upstream); they share a process on catalog's app port.
  */
-export function meshPlan(layout: MeshLayout, configPath: string, direct: boolean): MeshPlan {
+export function meshPlan(layout: MeshLayout, source: SidecarSource, direct: boolean): MeshPlan {
   if (direct) {
     const shop = layout.catalog.app;
     return {
@@ -148,7 +152,7 @@ export function meshPlan(layout: MeshLayout, configPath: string, direct: boolean
     const p = layout[name];
     return {
       label: `${name}-sidecar`,
-      args: sidecarArgs(name, layout, configPath),
+      args: sidecarArgs(name, layout, source),
       waitPorts: [p.outbound, p.inbound],
       listening: `outbound :${p.outbound}  inbound :${p.inbound}  admin :${p.admin}  stats :${p.stats}`,
     };

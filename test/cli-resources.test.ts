@@ -13,7 +13,7 @@ import { Etcd3 } from 'etcd3';
 import { remoraBin } from '../lib/processes.js';
 import { createLogger } from '../lib/log.js';
 import { EtcdStore } from '../control-plane/store/etcd-store.js';
-import { startEtcd, type EtcdHandle } from './harness/etcd.js';
+import { startEtcd, type EtcdHandle } from '../lib/etcd-process.js';
 
 let etcd: EtcdHandle;
 let dir: string;

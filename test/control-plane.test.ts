@@ -4,7 +4,7 @@
  * serving while the control plane or etcd is down.
  */
 import test from 'ava';
-import { startEtcd } from './harness/etcd.js';
+import { startEtcd } from '../lib/etcd-process.js';
 import { startEchoServer, echoClient, unary, grpc } from './fixtures/echo-service.js';
 import { startSidecar, startControlPlane, getJson, eventually, type SidecarHandle } from './harness/sidecars.js';
 import { startRemora } from '../lib/processes.js';

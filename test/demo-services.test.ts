@@ -439,7 +439,10 @@ test.serial('mesh layout: fixed ports per service and one static config pointing
       ['orders', [{ address: '127.0.0.1', port: 16032 }]],
     ],
   );
-  const args = sidecarArgs('inventory', layout, '/tmp/mesh.yaml');
+  const meshArgs = sidecarArgs('inventory', layout, { controlPlane: '127.0.0.1:16003' });
+  t.is(meshArgs[meshArgs.indexOf('--control-plane') + 1], '127.0.0.1:16003');
+  t.false(meshArgs.includes('--config'));
+  const args = sidecarArgs('inventory', layout, { config: '/tmp/mesh.yaml' });
   const flag = (name: string) => args[args.indexOf(name) + 1];
   t.is(args[0], 'sidecar');
   t.is(flag('--config'), '/tmp/mesh.yaml');
@@ -464,9 +467,10 @@ test.serial('remora demo --direct runs the shop and the client, then stops every
   t.regex(out, /remora demo: stopped/);
 });
 
-// Runs once the sidecar is built: the full mesh, client → orders sidecar → catalog/inventory sidecars.
-test.serial('remora demo with sidecars carries orders traffic end to end', async (t) => {
-  const proc = await startRemora(['demo', '--base-port', '0', '--duration-s', '4', '--scenario', 'mixed', '--rps', '10']);
+for (const mode of ['control plane', 'static config'] as const) {
+test.serial(`remora demo with sidecars (${mode}) carries orders traffic end to end`, async (t) => {
+  const extra = mode === 'static config' ? ['--static'] : [];
+  const proc = await startRemora(['demo', '--base-port', '0', '--duration-s', '4', '--scenario', 'mixed', '--rps', '10', ...extra]);
   t.teardown(() => proc.stop('SIGKILL'));
   t.is(await proc.exited, 0, proc.output());
   const out = proc.output();
@@ -474,4 +478,6 @@ test.serial('remora demo with sidecars carries orders traffic end to end', async
   const ok = Number(/^summary: .* ok=(\d+)/m.exec(out)?.[1] ?? 0);
   t.true(ok >= 10, out);
   t.notRegex(out, /^summary: .*(UNAVAILABLE|INTERNAL|UNIMPLEMENTED|DEADLINE_EXCEEDED)=/m, out);
+  if (mode === 'control plane') t.regex(out, /control-plane\s+\d+\s+discovery 127\.0\.0\.1:\d+/);
 });
+}

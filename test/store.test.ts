@@ -10,7 +10,7 @@ import { EtcdStore } from '../control-plane/store/etcd-store.js';
 import type { StoreEvent } from '../control-plane/store/store.js';
 import { parseResourcesStrict, ResourceValidationError } from '../control-plane/resources/parse.js';
 import type { InstanceRecord, Resource, RouteSpec, SidecarStatus } from '../control-plane/resources/types.js';
-import { startEtcd, type EtcdHandle } from './harness/etcd.js';
+import { startEtcd, type EtcdHandle } from '../lib/etcd-process.js';
 
 const quiet = createLogger('store-test', process.env.REMORA_LOG_LEVEL ?? 'silent');
 let etcd: EtcdHandle;

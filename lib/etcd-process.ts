@@ -1,6 +1,6 @@
 /**
- * A real etcd for tests: Debian's etcd-server binary on two free loopback ports (client, peer)
- * with a fresh data dir, stopped by PID. Nothing is shared between tests that start their own.
+ * A real etcd for tests, the bench and `remora demo`: Debian's etcd-server binary on two free
+ * loopback ports (client, peer) with a fresh data dir, stopped by PID. Nothing is shared between tests that start their own.
  *
  *   const etcd = await startEtcd();
  *   t.teardown(() => etcd.stop());
@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
-import { freePort } from '../../lib/processes.js';
+import { freePort } from './processes.js';
 
 export interface EtcdHandle {
   /** `http://127.0.0.1:<port>` */
@@ -82,10 +82,10 @@ function healthy(endpoint: string): Promise<boolean> {
   });
 }
 
-export async function startEtcd(): Promise<EtcdHandle> {
+export async function startEtcd(opts: { clientPort?: number; peerPort?: number } = {}): Promise<EtcdHandle> {
   const bin = etcdBinary();
-  const clientPort = await freePort();
-  let peerPort = await freePort();
+  const clientPort = opts.clientPort || (await freePort());
+  let peerPort = opts.peerPort || (await freePort());
   while (peerPort === clientPort) peerPort = await freePort();
   const dataDir = mkdtempSync(path.join(dataRoot(), 'remora-etcd-'));
   dirs.add(dataDir);
