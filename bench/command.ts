@@ -169,6 +169,7 @@ async function runPlan(p: BenchPlan): Promise<RoundRun[]> {
 export const benchCommand: Command = {
   summary: SUMMARY,
   async run(argv) {
+    if (argv[0] === 'control-plane') return (await import('./control-plane/command.js')).runControlPlaneBench(argv.slice(1));
     const parsed = parseCommand(defs, argv);
     if (parsed.help) {
       process.stdout.write(usage('bench', SUMMARY, defs) + '\n');

