@@ -25,21 +25,10 @@ function serve(routes: Record<string, Handler>): http.Server {
 export function adminServer(sidecar: Sidecar, onDrain: () => void): http.Server {
   return serve({
     '/config_dump': (_req, res) => json(res, 200, sidecar.config),
-    '/clusters': (_req, res) =>
-      json(
-        res,
-        200,
-        sidecar.clusterList().map((c) => ({
-          name: c.name,
-          endpoints: c.endpointList().map((e) => ({
-            address: e.key,
-            weight: e.weight,
-            activeRequests: e.activeRequests,
-            sessions: e.sessionCount(),
-            inBackoff: e.inBackoff(Date.now()),
-          })),
-        })),
-      ),
+    '/clusters': (_req, res) => {
+      const now = Date.now();
+      json(res, 200, sidecar.clusterList().map((c) => c.describe(now)));
+    },
     '/drain': (req, res) => {
       if (req.method !== 'POST') return json(res, 405, { error: 'POST /drain to start draining' });
       json(res, 202, { state: 'draining' });
@@ -53,7 +42,7 @@ export function healthServer(sidecar: Sidecar): http.Server {
     '/healthz/live': (_req, res) => json(res, 200, { live: true }),
     '/healthz/ready': (_req, res) => {
       const ready = sidecar.ready;
-      json(res, ready ? 200 : 503, { ready, state: sidecar.state, version: sidecar.config.version });
+      json(res, ready ? 200 : 503, { ready, state: sidecar.state, version: sidecar.config.version, app: { serving: sidecar.appServing, lastCheck: sidecar.appHealthResult ?? null } });
     },
   });
 }

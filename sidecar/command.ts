@@ -12,6 +12,7 @@ import { adminServer, healthServer, listenHttp } from './admin-server.js';
 import { installFastAsyncBind } from './perf/fast-async-bind.js';
 import { DiscoveryClient } from './discovery/client.js';
 import { translateResources } from './discovery/translate.js';
+import { HealthState } from '../protos/gen/remora/mesh/v1/discovery.js';
 
 const FLAGS = {
   'control-plane': { type: 'list', help: 'control-plane discovery addresses host:port, comma-separated (any replica)' },
@@ -35,6 +36,8 @@ const FLAGS = {
   'admin-port': { type: 'int', help: 'admin server port (/config_dump, /clusters, /drain)', default: 15000 },
   'stats-address': { type: 'string', help: 'health/metrics server address', default: '0.0.0.0' },
   'stats-port': { type: 'int', help: 'health/metrics server port (/healthz/ready, /healthz/live)', default: 15020 },
+  'app-health-interval-ms': { type: 'int', help: 'check the local app with grpc.health.v1 this often; 0 = never (an app without a health service counts as serving)', default: 2_000 },
+  'app-health-service': { type: 'string', help: 'service name sent in the local app\'s health Check ("" = the whole app)', default: '' },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
   'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
@@ -79,7 +82,8 @@ function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log
       zone: flags.zone,
       labels: Object.fromEntries(flags.labels.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])),
       serviceAccount: flags['service-account'],
-      health: 0,
+      // Registered as not serving until the app has answered its first health check.
+      health: sidecar.appServing ? HealthState.HEALTH_STATE_SERVING : HealthState.HEALTH_STATE_NOT_SERVING,
     },
     register: flags.register,
     sidecarVersion: process.env.npm_package_version ?? 'dev',
@@ -119,18 +123,22 @@ export const sidecarCommand: Command = {
         inboundPort: flags['inbound-port'],
         drainTimeoutMs: flags['drain-timeout-ms'],
         log,
+        appHealthIntervalMs: flags['app-health-interval-ms'],
+        appHealthService: flags['app-health-service'],
+        onAppHealth: (serving) => discovery?.setHealth(serving),
       },
       config,
       // From a control plane the sidecar is not ready until its first snapshot is applied.
       flags.config !== undefined,
     );
+    let discovery: DiscoveryClient | undefined;
     const ports = await sidecar.start();
     let stopping: Promise<void> | undefined;
     const admin = adminServer(sidecar, () => void stop('admin /drain'));
     const health = healthServer(sidecar);
     const adminPort = await listenHttp(admin, flags['admin-port'], flags['admin-address']);
     const statsPort = await listenHttp(health, flags['stats-port'], flags['stats-address']);
-    const discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log);
+    discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log);
     const bound = { outbound: ports.outboundPort, inbound: ports.inboundPort, admin: adminPort, stats: statsPort };
     if (flags['ports-file']) await writePortsFile(flags['ports-file'], bound);
     log.info({ ...bound, service: flags.service, source: flags.config ?? flags['control-plane'] }, 'sidecar listening');

@@ -8,6 +8,7 @@ import { Cluster } from './upstream/cluster.js';
 import { FixedRouter, RouteTable, type Router } from './routing/route-table.js';
 import { createStreamHandler } from './proxy/handle-stream.js';
 import { Listener } from './listener/listener.js';
+import { AppHealth } from './app-health.js';
 
 export interface SidecarOptions {
   readonly service: string;
@@ -20,6 +21,11 @@ export interface SidecarOptions {
   readonly inboundPort: number;
   readonly drainTimeoutMs: number;
   readonly log: Logger;
+  /** Check the local app every this many ms (0: never; the app then counts as serving). */
+  readonly appHealthIntervalMs: number;
+  readonly appHealthService: string;
+  /** Told when the app's health changes (the discovery client reports it to the control plane). */
+  readonly onAppHealth?: (serving: boolean) => void;
 }
 
 export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -36,6 +42,7 @@ export class Sidecar {
   /** False until a config has been applied (a control-plane sidecar starts with none). */
   private configured: boolean;
   private shuttingDown = false;
+  private appHealth: AppHealth | undefined;
 
   constructor(private readonly opts: SidecarOptions, config: MeshConfig, configured = true) {
     this.appliedConfig = config;
@@ -86,12 +93,32 @@ export class Sidecar {
     const outboundPort = await this.outbound.listen();
     const inboundPort = await this.inbound.listen();
     this.state = 'serving';
+    if (this.opts.appHealthIntervalMs > 0) {
+      const app = this.localApp.endpointList()[0]!;
+      this.appHealth = new AppHealth(
+        app,
+        { intervalMs: this.opts.appHealthIntervalMs, timeoutMs: Math.min(1000, this.opts.appHealthIntervalMs), serviceName: this.opts.appHealthService, authority: this.opts.service },
+        (serving, why) => {
+          this.opts.log.info({ serving, why }, serving ? 'local app is serving' : 'local app is not serving');
+          this.opts.onAppHealth?.(serving);
+        },
+      );
+    }
     return { outboundPort, inboundPort };
   }
 
   /** Ready for traffic: listening, configured, not draining (Kubernetes readiness). */
   get ready(): boolean {
-    return this.state === 'serving' && this.configured && !this.shuttingDown;
+    return this.state === 'serving' && this.configured && !this.shuttingDown && this.appServing;
+  }
+
+  /** The local app answers health checks (always true when app checks are off). */
+  get appServing(): boolean {
+    return this.appHealth === undefined || this.appHealth.serving;
+  }
+
+  get appHealthResult(): string | undefined {
+    return this.appHealth?.lastResult;
   }
 
   /** Readiness goes false at once, ahead of draining. */
@@ -111,6 +138,7 @@ export class Sidecar {
   async drain(): Promise<'drained' | 'timeout'> {
     if (this.state === 'draining' || this.state === 'stopped') return 'drained';
     this.state = 'draining';
+    this.appHealth?.stop();
     const done = Promise.all([this.outbound.drain(), this.inbound.drain()]).then(() => 'drained' as const);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {

@@ -20,12 +20,17 @@ export interface ClusterDoc {
   endpoints: EndpointDoc[];
   connectTimeoutMs?: number;
   maxSessionAgeMs?: number;
+  loadBalancing?: ClusterSpec['loadBalancing'];
+  healthCheck?: ClusterSpec['healthCheck'];
+  outlierDetection?: ClusterSpec['outlierDetection'];
+  circuitBreakers?: ClusterSpec['circuitBreakers'];
 }
 
 export interface RouteDoc {
   name: string;
   match: { service: string };
   cluster: string;
+  failover?: string;
 }
 
 function matches(labels: Readonly<Record<string, string>>, subset: Readonly<Record<string, string>>): boolean {
@@ -61,10 +66,19 @@ export function buildSidecarConfig(state: MeshState): { clusters: ClusterDoc[]; 
         endpoints,
         connectTimeoutMs: spec.connectTimeoutMs,
         maxSessionAgeMs: spec.maxSessionAgeMs,
+        ...(spec.loadBalancing ? { loadBalancing: spec.loadBalancing } : {}),
+        ...(spec.healthCheck ? { healthCheck: spec.healthCheck } : {}),
+        ...(spec.outlierDetection ? { outlierDetection: spec.outlierDetection } : {}),
+        ...(spec.circuitBreakers ? { circuitBreakers: spec.circuitBreakers } : {}),
       });
     } else if (r.kind === 'Route') {
       const spec = (r as StoredResource<'Route'>).spec as RouteSpec;
-      routes.push({ name: `${r.metadata.namespace}/${r.metadata.name}`, match: { service: spec.match.service }, cluster: spec.cluster });
+      routes.push({
+        name: `${r.metadata.namespace}/${r.metadata.name}`,
+        match: { service: spec.match.service },
+        cluster: spec.cluster,
+        ...(spec.failover ? { failover: spec.failover } : {}),
+      });
     }
   }
   // Stable order, so an unchanged mesh encodes to the same bytes.

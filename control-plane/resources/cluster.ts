@@ -1,7 +1,7 @@
 /**
  * Cluster spec: the policy for calls to one service (or a labelled subset of its instances, or a
- * fixed endpoint list). Ranges match the sidecar's own validator, so nothing accepted here is
- * NACKed there for being out of range.
+ * fixed endpoint list). The policy blocks' validators are exported: the sidecar validates pushed
+ * and static config with these same functions, so the two can never disagree on a range.
  */
 import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
 import { at, block, statusNames, text } from './fields.js';
@@ -30,7 +30,7 @@ function endpoint(c: Checker, v: unknown, path: string): Endpoint | undefined {
   return { address, port, weight, labels };
 }
 
-function loadBalancing(c: Checker, v: unknown, path: string): LoadBalancingSpec | undefined {
+export function checkLoadBalancing(c: Checker, v: unknown, path: string): LoadBalancingSpec | undefined {
   const o = block(c, v, path, ['policy', 'hashHeader']);
   if (!o) return undefined;
   const policy = c.oneOf(o.policy, at(path, 'policy'), LOAD_BALANCING_POLICIES);
@@ -42,7 +42,7 @@ function loadBalancing(c: Checker, v: unknown, path: string): LoadBalancingSpec 
   return policy === undefined ? undefined : { policy };
 }
 
-function healthCheck(c: Checker, v: unknown, path: string): HealthCheckSpec | undefined {
+export function checkHealthCheck(c: Checker, v: unknown, path: string): HealthCheckSpec | undefined {
   const o = block(c, v, path, ['intervalMs', 'timeoutMs', 'healthyThreshold', 'unhealthyThreshold', 'jitterMs', 'serviceName']);
   if (!o) return undefined;
   const intervalMs = c.int(o.intervalMs, at(path, 'intervalMs'), 100, 3_600_000, 5_000);
@@ -62,7 +62,7 @@ function healthCheck(c: Checker, v: unknown, path: string): HealthCheckSpec | un
   return { intervalMs, timeoutMs, healthyThreshold, unhealthyThreshold, jitterMs, serviceName };
 }
 
-function outlierDetection(c: Checker, v: unknown, path: string): OutlierDetectionSpec | undefined {
+export function checkOutlierDetection(c: Checker, v: unknown, path: string): OutlierDetectionSpec | undefined {
   const o = block(c, v, path, ['consecutiveFailures', 'baseEjectionMs', 'maxEjectionMs', 'maxEjectionPercent', 'statusCodes']);
   if (!o) return undefined;
   const consecutiveFailures = c.int(o.consecutiveFailures, at(path, 'consecutiveFailures'), 1, 1_000, 5);
@@ -79,7 +79,7 @@ function outlierDetection(c: Checker, v: unknown, path: string): OutlierDetectio
   return { consecutiveFailures, baseEjectionMs, maxEjectionMs, maxEjectionPercent, statusCodes };
 }
 
-function circuitBreakers(c: Checker, v: unknown, path: string): CircuitBreakersSpec | undefined {
+export function checkCircuitBreakers(c: Checker, v: unknown, path: string): CircuitBreakersSpec | undefined {
   const o = block(c, v, path, ['maxConnections', 'maxPendingRequests', 'maxRequests', 'maxRetries']);
   if (!o) return undefined;
   // Envoy's defaults, which operators already know how to reason about.
@@ -105,10 +105,10 @@ export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: stri
     .filter((e): e is Endpoint => e !== undefined);
   const connectTimeoutMs = c.int(spec.connectTimeoutMs, at(path, 'connectTimeoutMs'), 1, 600_000, 5_000);
   const maxSessionAgeMs = c.int(spec.maxSessionAgeMs, at(path, 'maxSessionAgeMs'), 1_000, 86_400_000, 300_000);
-  const lb = loadBalancing(c, spec.loadBalancing, at(path, 'loadBalancing'));
-  const hc = healthCheck(c, spec.healthCheck, at(path, 'healthCheck'));
-  const od = outlierDetection(c, spec.outlierDetection, at(path, 'outlierDetection'));
-  const cb = circuitBreakers(c, spec.circuitBreakers, at(path, 'circuitBreakers'));
+  const lb = checkLoadBalancing(c, spec.loadBalancing, at(path, 'loadBalancing'));
+  const hc = checkHealthCheck(c, spec.healthCheck, at(path, 'healthCheck'));
+  const od = checkOutlierDetection(c, spec.outlierDetection, at(path, 'outlierDetection'));
+  const cb = checkCircuitBreakers(c, spec.circuitBreakers, at(path, 'circuitBreakers'));
   if (service === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined) return undefined;
   return {
     service,

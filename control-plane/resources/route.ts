@@ -28,17 +28,19 @@ function retries(c: Checker, v: unknown, path: string): RetrySpec | undefined {
 }
 
 export function checkRouteSpec(c: Checker, spec: Obj, path: string): RouteSpec | undefined {
-  c.known(spec, path, ['match', 'cluster', 'timeoutMs', 'retries']);
+  c.known(spec, path, ['match', 'cluster', 'failover', 'timeoutMs', 'retries']);
   const m = c.object(spec.match, at(path, 'match'));
   if (m) c.known(m, at(path, 'match'), ['service']);
   const service = m ? c.string(m.service, at(path, 'match.service'), DNS_LABEL, DNS_HINT) : undefined;
   const cluster = c.string(spec.cluster, at(path, 'cluster'), DNS_LABEL, DNS_HINT);
+  const failover = spec.failover === undefined ? undefined : c.string(spec.failover, at(path, 'failover'), DNS_LABEL, DNS_HINT);
   const timeoutMs = spec.timeoutMs === undefined ? undefined : c.int(spec.timeoutMs, at(path, 'timeoutMs'), 1, HOUR_MS);
   const retry = retries(c, spec.retries, at(path, 'retries'));
   if (service === undefined || cluster === undefined) return undefined;
   return {
     match: { service },
     cluster,
+    ...(failover !== undefined ? { failover } : {}),
     ...(timeoutMs !== undefined ? { timeoutMs } : {}),
     ...(retry ? { retries: retry } : {}),
   };

@@ -38,6 +38,8 @@ export interface RetrySpec {
 export interface RouteSpec {
   readonly match: { readonly service: string };
   readonly cluster: string;
+  /** Used when `cluster` has no healthy endpoint (all unhealthy, ejected or backing off). */
+  readonly failover?: string;
   /** Whole-call timeout. Stored and validated; enforced by the sidecar from issue 5. */
   readonly timeoutMs?: number;
   /** Stored and validated; enforced by the sidecar from issue 5. */

@@ -1,7 +1,11 @@
 /**
- * The sidecar's typed view of its configuration: what the static file holds today and what the
- * control plane will push later. Everything here is plain data, validated once and then frozen.
+ * The sidecar's typed view of its configuration, from the static file or pushed by the control
+ * plane. Plain data, validated once and then frozen. The policy blocks share their schema with the
+ * control plane's Cluster resource.
  */
+import type { CircuitBreakersSpec, HealthCheckSpec, LoadBalancingSpec, OutlierDetectionSpec } from '../../control-plane/resources/types.js';
+
+export type { CircuitBreakersSpec, HealthCheckSpec, LoadBalancingSpec, OutlierDetectionSpec };
 export interface EndpointConfig {
   readonly address: string;
   readonly port: number;
@@ -16,6 +20,11 @@ export interface ClusterConfig {
   readonly connectTimeoutMs: number;
   /** Recycle an upstream HTTP/2 session after this age so rebalancing and rotation take effect. */
   readonly maxSessionAgeMs: number;
+  /** Absent: the default policy (balancers.ts). */
+  readonly loadBalancing?: LoadBalancingSpec;
+  readonly healthCheck?: HealthCheckSpec;
+  readonly outlierDetection?: OutlierDetectionSpec;
+  readonly circuitBreakers?: CircuitBreakersSpec;
 }
 
 export interface RouteMatch {
@@ -27,6 +36,8 @@ export interface RouteConfig {
   readonly name: string;
   readonly match: RouteMatch;
   readonly cluster: string;
+  /** Used when `cluster` has no endpoint that can take the call. */
+  readonly failover?: string;
 }
 
 export interface MeshConfig {

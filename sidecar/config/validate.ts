@@ -4,6 +4,7 @@
  */
 import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
 import { Checker, DNS_LABEL as SERVICE_NAME, deepFreeze } from '../../lib/validate.js';
+import { checkCircuitBreakers, checkHealthCheck, checkLoadBalancing, checkOutlierDetection } from '../../control-plane/resources/cluster.js';
 
 export class ConfigError extends Error {
   readonly code = 'REMORA_CONFIG_INVALID';
@@ -28,28 +29,42 @@ function endpoint(c: Checker, v: unknown, path: string): EndpointConfig | undefi
 export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
-  c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs']);
+  c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs', 'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers']);
   const name = c.string(o.name, `${path}.name`, SERVICE_NAME, 'lower-case DNS label');
   const endpoints = (c.array(o.endpoints, `${path}.endpoints`) ?? [])
     .map((e, i) => endpoint(c, e, `${path}.endpoints[${i}]`))
     .filter((e): e is EndpointConfig => e !== undefined);
   const connectTimeoutMs = c.int(o.connectTimeoutMs, `${path}.connectTimeoutMs`, 1, 600_000, 5_000);
   const maxSessionAgeMs = c.int(o.maxSessionAgeMs, `${path}.maxSessionAgeMs`, 1_000, 86_400_000, 300_000);
+  const loadBalancing = checkLoadBalancing(c, o.loadBalancing, `${path}.loadBalancing`);
+  const healthCheck = checkHealthCheck(c, o.healthCheck, `${path}.healthCheck`);
+  const outlierDetection = checkOutlierDetection(c, o.outlierDetection, `${path}.outlierDetection`);
+  const circuitBreakers = checkCircuitBreakers(c, o.circuitBreakers, `${path}.circuitBreakers`);
   if (name === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined) return undefined;
-  return { name, endpoints, connectTimeoutMs, maxSessionAgeMs };
+  return {
+    name,
+    endpoints,
+    connectTimeoutMs,
+    maxSessionAgeMs,
+    ...(loadBalancing ? { loadBalancing } : {}),
+    ...(healthCheck ? { healthCheck } : {}),
+    ...(outlierDetection ? { outlierDetection } : {}),
+    ...(circuitBreakers ? { circuitBreakers } : {}),
+  };
 }
 
 export function checkRoute(c: Checker, v: unknown, path: string): RouteConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
-  c.known(o, path, ['name', 'match', 'cluster']);
+  c.known(o, path, ['name', 'match', 'cluster', 'failover']);
   const m = c.object(o.match, `${path}.match`);
   if (m) c.known(m, `${path}.match`, ['service']);
   const service = m ? c.string(m.service, `${path}.match.service`, SERVICE_NAME, 'lower-case DNS label') : undefined;
   const clusterName = c.string(o.cluster, `${path}.cluster`);
+  const failover = o.failover === undefined ? undefined : c.string(o.failover, `${path}.failover`);
   const name = o.name === undefined ? service : c.string(o.name, `${path}.name`);
   if (service === undefined || clusterName === undefined || name === undefined) return undefined;
-  return { name, match: { service }, cluster: clusterName };
+  return { name, match: { service }, cluster: clusterName, ...(failover !== undefined ? { failover } : {}) };
 }
 
 /** Validates a whole config document; throws ConfigError listing every problem found. */
@@ -73,6 +88,7 @@ export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
   const services = new Set<string>();
   routes.forEach((r, i) => {
     if (!names.has(r.cluster)) c.fail(`routes[${i}].cluster`, `no cluster named ${JSON.stringify(r.cluster)}`);
+    if (r.failover !== undefined && !names.has(r.failover)) c.fail(`routes[${i}].failover`, `no cluster named ${JSON.stringify(r.failover)}`);
     if (services.has(r.match.service)) c.fail(`routes[${i}].match.service`, `a route for ${JSON.stringify(r.match.service)} already exists`);
     services.add(r.match.service);
   });

@@ -27,9 +27,23 @@ const kCall = Symbol('remora.call');
 type Down = ServerHttp2Stream & { [kCall]: ProxyCall };
 type Up = ClientHttp2Stream & { [kCall]: ProxyCall };
 
-/** Hooks the rest of the sidecar (metrics, outlier detection) attaches to finished calls. */
+/** The call failed below gRPC: connect failure, reset stream, lost connection. */
+export const TRANSPORT_FAILURE = -1;
+/** The caller cancelled or went away before the call ended: says nothing about the endpoint. */
+export const CALLER_CANCELLED = -2;
+
+/**
+ * Told how each call went, so the cluster can feed latency estimates, outlier detection and
+ * breakers. The status is read from trailers or from trailers-only response headers: both occur.
+ */
 export interface CallObserver {
-  onCallEnd(endpoint: Endpoint): void;
+  /** Response headers arrived `rttMs` after the call started. */
+  responseStarted(endpoint: Endpoint, rttMs: number, now: number): void;
+  /**
+   * Once per call: the gRPC status, TRANSPORT_FAILURE or CALLER_CANCELLED. `held` is what the
+   * caller passed to forwardCall (the cluster's breaker bits), handed back to be released.
+   */
+  callEnded(endpoint: Endpoint, outcome: number, startedAt: number, now: number, held: number): void;
 }
 
 class ProxyCall {
@@ -38,12 +52,18 @@ class ProxyCall {
   finished = false;
   upEnded = false;
   upError: Error | undefined = undefined;
+  /** grpc-status as the upstream sent it; undefined until headers-with-status or trailers arrive. */
+  status: string | string[] | undefined = undefined;
+  callerGone = false;
 
   constructor(
     readonly down: Down,
     readonly up: Up,
     readonly pooled: PooledSession,
     readonly endpoint: Endpoint,
+    readonly observer: CallObserver,
+    readonly startedAt: number,
+    readonly held: number,
   ) {}
 }
 
@@ -79,10 +99,13 @@ function onDownEnd(this: Down): void {
 // Response direction: upstream → downstream.
 function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): void {
   const call = this[kCall];
+  const now = Date.now();
+  call.observer.responseStarted(call.endpoint, now - call.startedAt, now);
   const down = call.down;
   if (down.closed || down.destroyed) return;
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in these headers and there is nothing else to send.
+    call.status = headers['grpc-status'];
     call.finished = true;
     down.respond(headers, RESPOND_END);
   } else {
@@ -100,7 +123,9 @@ function onDownDrain(this: Down): void {
   this[kCall].up.resume();
 }
 function onUpTrailers(this: Up, trailers: IncomingHttpHeaders): void {
-  this[kCall].trailers = trailers;
+  const call = this[kCall];
+  call.trailers = trailers;
+  call.status = trailers['grpc-status'];
 }
 function onUpEnd(this: Up): void {
   // node also ends the readable side when the peer resets the stream: that is onUpClose's case.
@@ -124,13 +149,17 @@ function onDownClose(this: Down): void {
   const call = this[kCall];
   const up = call.up;
   // The caller went away (cancel, RST_STREAM, lost connection): tell the upstream.
-  if (!call.upEnded && !up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+  if (!call.upEnded && !up.closed && !up.destroyed) {
+    call.callerGone = true;
+    up.close(NGHTTP2_CANCEL);
+  }
 }
 
 function onUpClose(this: Up): void {
   const call = this[kCall];
   call.pooled.active--;
   call.endpoint.activeRequests--;
+  call.observer.callEnded(call.endpoint, outcomeOf(call, this), call.startedAt, Date.now(), call.held);
   const down = call.down;
   if (call.finished || down.closed || down.destroyed) return;
   if (call.upEnded && down.headersSent) return; // onUpEnd already closed the response
@@ -144,6 +173,13 @@ function onUpClose(this: Up): void {
   call.finished = true;
   call.trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message), 'x-remora-error': reason };
   down.end();
+}
+
+function outcomeOf(call: ProxyCall, up: Up): number {
+  if (call.callerGone) return CALLER_CANCELLED;
+  const status = call.status;
+  if (status !== undefined && !up.rstCode) return Number(status);
+  return TRANSPORT_FAILURE;
 }
 
 function classifyUpstreamFailure(
@@ -180,19 +216,28 @@ const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
  * Opens the upstream stream on `pooled` and wires both directions. `headers` is the downstream's
  * own header object, passed on as it is (it already carries only HTTP/2-legal fields).
  */
-export function forwardCall(down: ServerHttp2Stream, headers: IncomingHttpHeaders, endpoint: Endpoint, pooled: PooledSession): void {
+export function forwardCall(
+  down: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  endpoint: Endpoint,
+  pooled: PooledSession,
+  observer: CallObserver,
+  now: number,
+  held: number,
+): void {
   let up: ClientHttp2Stream;
   try {
     up = pooled.session.request(headers, REQUEST_OPTIONS);
   } catch (err) {
     // A GOAWAY can land between acquire() and request(): that session takes no more streams.
     pooled.draining = true;
+    observer.callEnded(endpoint, TRANSPORT_FAILURE, now, now, held);
     respondWithError(down, Status.UNAVAILABLE, `remora: cannot open a stream to ${endpoint.key}: ${(err as Error).message}`, 'upstream-reset');
     return;
   }
   pooled.active++;
   endpoint.activeRequests++;
-  const call = new ProxyCall(down as Down, up as Up, pooled, endpoint);
+  const call = new ProxyCall(down as Down, up as Up, pooled, endpoint, observer, now, held);
   (down as Down)[kCall] = call;
   (up as Up)[kCall] = call;
 

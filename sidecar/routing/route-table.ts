@@ -11,6 +11,8 @@ export interface Route {
   readonly name: string;
   readonly service: string;
   readonly cluster: Cluster;
+  /** Takes the calls when `cluster` has no endpoint that can. */
+  readonly failover?: Cluster;
 }
 
 export interface Router {
@@ -27,7 +29,8 @@ export class RouteTable implements Router {
     for (const [name, cluster] of clusters) this.byService.set(name, { name: `default/${name}`, service: name, cluster });
     for (const r of config.routes) {
       const cluster = clusters.get(r.cluster);
-      if (cluster) this.byService.set(r.match.service, { name: r.name, service: r.match.service, cluster });
+      const failover = r.failover === undefined ? undefined : clusters.get(r.failover);
+      if (cluster) this.byService.set(r.match.service, { name: r.name, service: r.match.service, cluster, ...(failover ? { failover } : {}) });
     }
   }
 

@@ -1,48 +1,200 @@
 /**
- * A cluster owns its endpoints (and their session pools) and its balancer. Config updates keep the
- * endpoints whose address is unchanged, so live sessions survive a push; removed endpoints drain.
+ * A cluster owns its endpoints (and their session pools), its balancer, its active health checker,
+ * outlier detector and circuit breakers. The balancer only ever sees the endpoints that may take
+ * calls: healthy (active checks) and not ejected (passive outlier detection). Config updates keep
+ * the endpoints whose address is unchanged, so live sessions survive a push; removed ones drain.
  */
-import type { ClusterConfig } from '../config/model.js';
-import type { Balancer } from './balancer.js';
-import { RoundRobinBalancer } from './balancer-round-robin.js';
-import { Endpoint } from './endpoint.js';
+import type { ClusterConfig, HealthCheckSpec, OutlierDetectionSpec } from '../config/model.js';
+import type { Balancer, PickContext } from './balancer.js';
+import { createBalancer, DEFAULT_LOAD_BALANCING } from './balancers.js';
+import { Endpoint, type ConnectionGate } from './endpoint.js';
+import { HealthChecker } from '../health/health-checker.js';
+import { probeGrpcHealth } from '../health/grpc-health-probe.js';
+import { OutlierDetector } from '../health/outlier-detector.js';
+import { EndpointBreaker } from '../health/endpoint-breaker.js';
+import { ClusterCircuitBreakers } from '../health/circuit-breakers.js';
+import { DEFAULT_FAILURE_CODES } from '../health/failure-codes.js';
+import { CALLER_CANCELLED, TRANSPORT_FAILURE, type CallObserver } from '../proxy/forward.js';
 
-export class Cluster {
+/** Bits a call carries so it gives back exactly the cluster breakers it took. */
+export const HELD_REQUEST = 1;
+export const HELD_PENDING = 2;
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+export class Cluster implements CallObserver, ConnectionGate {
   readonly name: string;
   private endpoints = new Map<string, Endpoint>();
-  private readonly balancer: Balancer = new RoundRobinBalancer();
+  private eligible: Endpoint[] = [];
+  private balancer: Balancer<Endpoint>;
+  private health: HealthChecker<Endpoint> | undefined;
+  private outliers: OutlierDetector<Endpoint> | undefined;
+  private failureCodes: ReadonlySet<number> = DEFAULT_FAILURE_CODES;
+  /** Undefined when the cluster sets no limits, so the common path skips the counting. */
+  breakers: ClusterCircuitBreakers | undefined;
   private cfg: ClusterConfig;
 
   constructor(cfg: ClusterConfig) {
     this.name = cfg.name;
     this.cfg = cfg;
+    this.balancer = createBalancer<Endpoint>(cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING);
     this.update(cfg);
   }
 
   update(cfg: ClusterConfig): void {
+    const previous = this.cfg;
     this.cfg = cfg;
+    if (!same(previous.loadBalancing, cfg.loadBalancing)) this.balancer = createBalancer<Endpoint>(cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING);
+    if (!same(previous.circuitBreakers, cfg.circuitBreakers) || (cfg.circuitBreakers && !this.breakers)) {
+      this.breakers = cfg.circuitBreakers ? new ClusterCircuitBreakers(cfg.circuitBreakers) : undefined;
+    }
+    const breakersChanged = !same(previous.circuitBreakers, cfg.circuitBreakers);
+    const typicalRttMs = this.typicalLatencyMs(Date.now());
     const next = new Map<string, Endpoint>();
     for (const e of cfg.endpoints) {
-      const fresh = new Endpoint(e, { connectTimeoutMs: cfg.connectTimeoutMs, maxSessionAgeMs: cfg.maxSessionAgeMs });
+      const fresh = new Endpoint(e, {
+        connectTimeoutMs: cfg.connectTimeoutMs,
+        maxSessionAgeMs: cfg.maxSessionAgeMs,
+        connections: this,
+        ...(cfg.circuitBreakers ? { breaker: new EndpointBreaker() } : {}),
+        ...(typicalRttMs !== undefined ? { initialRttMs: typicalRttMs } : {}),
+      });
       const old = this.endpoints.get(fresh.key);
-      // Same address, same settings: keep the old object and its warm sessions.
-      if (old && old.weight === fresh.weight) next.set(old.key, old);
+      // Same address and weight: keep the old object, its warm sessions and its statistics.
+      if (old && old.weight === fresh.weight && !breakersChanged) next.set(old.key, old);
       else next.set(fresh.key, fresh);
     }
     for (const [key, old] of this.endpoints) if (next.get(key) !== old) old.close();
     this.endpoints = next;
-    this.balancer.update([...next.values()]);
+    this.configureHealth(previous.healthCheck, cfg.healthCheck);
+    this.configureOutliers(previous.outlierDetection, cfg.outlierDetection);
+    this.refresh();
   }
 
-  pick(now: number): Endpoint | undefined {
-    return this.balancer.pick(now);
+  /**
+   * The median latency estimate of the current endpoints: what a new endpoint starts with, so
+   * PEAK_EWMA neither starves it (a fixed guess far above the others' real latency) nor floods it.
+   */
+  private typicalLatencyMs(now: number): number | undefined {
+    const estimates = [...this.endpoints.values()].map((e) => e.latencyEstimateMs(now)).sort((a, b) => a - b);
+    return estimates.length === 0 ? undefined : estimates[Math.floor(estimates.length / 2)];
+  }
+
+  private configureHealth(before: HealthCheckSpec | undefined, spec: HealthCheckSpec | undefined): void {
+    if (!same(before, spec) || (spec && !this.health)) {
+      this.health?.stop();
+      this.health = spec
+        ? new HealthChecker<Endpoint>(
+            spec,
+            (e) => probeGrpcHealth(e.acquire(Date.now()).session, { authority: this.name, serviceName: spec.serviceName, timeoutMs: spec.timeoutMs }),
+            () => this.refresh(),
+          )
+        : undefined;
+    }
+    this.health?.setTargets([...this.endpoints.values()]);
+  }
+
+  private configureOutliers(before: OutlierDetectionSpec | undefined, spec: OutlierDetectionSpec | undefined): void {
+    if (!same(before, spec) || (spec && !this.outliers)) {
+      this.outliers?.stop();
+      this.outliers = spec ? new OutlierDetector<Endpoint>(spec, () => this.refresh()) : undefined;
+      this.failureCodes = this.outliers?.failureCodes ?? DEFAULT_FAILURE_CODES;
+    }
+    this.outliers?.setTargets([...this.endpoints.values()]);
+  }
+
+  /** Recomputes the endpoints calls may use and hands them to the balancer. */
+  private refresh(): void {
+    const eligible: Endpoint[] = [];
+    for (const e of this.endpoints.values()) {
+      if (this.health && !this.health.isHealthy(e)) continue;
+      if (this.outliers?.isEjected(e)) continue;
+      eligible.push(e);
+    }
+    this.eligible = eligible;
+    this.balancer.update(eligible);
+  }
+
+  /** An endpoint for one call; its breaker (if any) has admitted the call. */
+  pick(ctx: PickContext): Endpoint | undefined {
+    // A half-open breaker admits one probe; whoever loses that race tries another endpoint.
+    for (let tries = 0; tries < 3; tries++) {
+      const e = this.balancer.pick(ctx);
+      if (e === undefined) return undefined;
+      if (e.breaker === undefined || e.breaker.tryAcquire(ctx.now)) return e;
+    }
+    return undefined;
+  }
+
+  hasCandidates(now: number): boolean {
+    for (const e of this.eligible) if (e.available(now)) return true;
+    return false;
+  }
+
+  responseStarted(endpoint: Endpoint, rttMs: number, now: number): void {
+    endpoint.ewma.observe(rttMs, now);
+  }
+
+  callEnded(endpoint: Endpoint, outcome: number, startedAt: number, now: number, held: number): void {
+    if (held !== 0 && this.breakers) {
+      if (held & HELD_REQUEST) this.breakers.release('request');
+      if (held & HELD_PENDING) this.breakers.release('pending');
+    }
+    if (outcome === CALLER_CANCELLED) {
+      endpoint.breaker?.record('cancelled', startedAt, now);
+      return;
+    }
+    const failed = outcome === TRANSPORT_FAILURE || this.failureCodes.has(outcome);
+    endpoint.breaker?.record(failed ? 'failure' : 'success', startedAt, now);
+    this.outliers?.record(endpoint, failed ? 'failure' : 'success', now);
+  }
+
+  tryAcquireConnection(): string | null {
+    return this.breakers ? this.breakers.tryAcquire('connection') : null;
+  }
+
+  releaseConnection(): void {
+    this.breakers?.release('connection');
   }
 
   /** Why pick() returned nothing, for the caller's error message. */
   unavailableReason(now: number): string {
-    if (this.endpoints.size === 0) return `cluster ${this.name} has no endpoints`;
-    const first = this.endpoints.values().next().value as Endpoint;
-    return `no endpoint of cluster ${this.name} is reachable: ${first.backoffReason(now)}`;
+    const all = [...this.endpoints.values()];
+    if (all.length === 0) return `cluster ${this.name} has no endpoints`;
+    const unhealthy = this.health ? all.filter((e) => !this.health!.isHealthy(e)).length : 0;
+    const ejected = this.outliers ? all.filter((e) => this.outliers!.isEjected(e)).length : 0;
+    const backingOff = all.filter((e) => e.inBackoff(now));
+    const open = all.filter((e) => e.breaker && e.breaker.state(now) !== 'closed').length;
+    const parts = [`${all.length} endpoint${all.length === 1 ? '' : 's'}`];
+    if (unhealthy) parts.push(`${unhealthy} failing health checks`);
+    if (ejected) parts.push(`${ejected} ejected as outliers`);
+    if (open) parts.push(`${open} with an open breaker`);
+    if (backingOff.length) parts.push(`${backingOff.length} unreachable (${backingOff[0]!.backoffReason(now)})`);
+    return `no endpoint of cluster ${this.name} can take the call: ${parts.join(', ')}`;
+  }
+
+  /** For /clusters. */
+  describe(now: number): object {
+    return {
+      name: this.name,
+      loadBalancing: (this.cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING).policy,
+      circuitBreakers: this.breakers
+        ? Object.fromEntries((['connection', 'pending', 'request', 'retry'] as const).map((k) => [k, { active: this.breakers!.active(k), limit: this.breakers!.limit(k), overflows: this.breakers!.overflows(k) }]))
+        : null,
+      endpoints: [...this.endpoints.values()].map((e) => ({
+        address: e.key,
+        weight: e.weight,
+        labels: e.labels,
+        healthy: this.health ? this.health.isHealthy(e) : null,
+        lastHealthCheck: this.health?.lastResult(e) ?? null,
+        ejected: this.outliers ? this.outliers.isEjected(e) : null,
+        breaker: e.breaker ? e.breaker.state(now) : null,
+        activeRequests: e.activeRequests,
+        latencyEwmaMs: Math.round(e.latencyEstimateMs(now) * 100) / 100,
+        sessions: e.sessionCount(),
+        inBackoff: e.inBackoff(now),
+      })),
+    };
   }
 
   endpointList(): Endpoint[] {
@@ -53,11 +205,19 @@ export class Cluster {
     return this.cfg;
   }
 
+  private stopChecks(): void {
+    this.health?.stop();
+    this.outliers?.stop();
+  }
+
   close(): void {
+    this.stopChecks();
     for (const e of this.endpoints.values()) e.close();
   }
 
   destroy(): void {
+    this.stopChecks();
     for (const e of this.endpoints.values()) e.destroy();
   }
 }
+

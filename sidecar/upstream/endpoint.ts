@@ -8,6 +8,9 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import type { EndpointConfig } from '../config/model.js';
 import { fullJitterBackoff } from './backoff.js';
 import { CONNECTION_WINDOW_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from './h2-settings.js';
+import type { BalancedEndpoint } from './balancer.js';
+import { PeakEwma } from './peak-ewma.js';
+import type { EndpointBreaker } from '../health/endpoint-breaker.js';
 
 export interface PooledSession {
   readonly session: ClientHttp2Session;
@@ -17,6 +20,14 @@ export interface PooledSession {
   /** No new streams: GOAWAY received, too old, or being closed. */
   draining: boolean;
   connected: boolean;
+  /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS for this session (a guess until its SETTINGS arrive). */
+  maxStreams: number;
+}
+
+/** The cluster's max-connections breaker, as the pool sees it. */
+export interface ConnectionGate {
+  tryAcquireConnection(): string | null;
+  releaseConnection(): void;
 }
 
 export interface EndpointOptions {
@@ -24,6 +35,17 @@ export interface EndpointOptions {
   readonly maxSessionAgeMs: number;
   readonly backoffBaseMs?: number;
   readonly backoffCapMs?: number;
+  readonly connections?: ConnectionGate;
+  readonly breaker?: EndpointBreaker;
+  /** Latency estimate before the first response (the cluster passes its current typical value). */
+  readonly initialRttMs?: number;
+}
+
+/** Every session is busy and the cluster's max-connections breaker forbids another. */
+export class ConnectionOverflow extends Error {
+  constructor(readonly breaker: string) {
+    super(breaker);
+  }
 }
 
 const UNLIMITED_STREAMS = 2 ** 32 - 1;
@@ -33,8 +55,12 @@ const CONNECT_OPTIONS: http2.SecureClientSessionOptions = {
   maxSessionMemory: MAX_SESSION_MEMORY_MB,
 };
 
-export class Endpoint {
+export class Endpoint implements BalancedEndpoint {
   readonly key: string;
+  /** Latency of this endpoint's responses (time to response headers), for PEAK_EWMA. */
+  readonly ewma: PeakEwma;
+  /** Per-endpoint breaker, when the cluster has circuit breakers configured. */
+  readonly breaker: EndpointBreaker | undefined;
   readonly address: string;
   readonly port: number;
   readonly weight: number;
@@ -59,6 +85,17 @@ export class Endpoint {
     const host = cfg.address.includes(':') ? `[${cfg.address}]` : cfg.address;
     this.key = `${host}:${cfg.port}`;
     this.url = `http://${this.key}`;
+    this.ewma = new PeakEwma(Date.now(), opts.initialRttMs === undefined ? {} : { defaultRttMs: opts.initialRttMs });
+    this.breaker = opts.breaker;
+  }
+
+  latencyEstimateMs(now: number): number {
+    return this.ewma.estimate(now);
+  }
+
+  /** Can take a call now: not backing off after a failed connect, breaker not open. */
+  available(now: number): boolean {
+    return !this.inBackoff(now) && (this.breaker === undefined || this.breaker.state(now) !== 'open');
   }
 
   /** True while a recent connect failure makes calls fail fast rather than wait. */
@@ -80,17 +117,27 @@ export class Endpoint {
         this.retire(p);
         continue;
       }
-      // Until a session's SETTINGS arrive node reports no limit ({}). Assume what this peer said
-      // on earlier sessions, or no limit for a peer never seen (RFC 9113's default), so a burst
-      // shares the one connecting session instead of each call opening its own.
-      if (p.active < (p.session.remoteSettings.maxConcurrentStreams ?? this.peerMaxStreams)) return p;
+      if (p.active < p.maxStreams) return p;
+    }
+    const gate = this.opts.connections;
+    const refused = gate ? gate.tryAcquireConnection() : null;
+    if (refused !== null) {
+      // At the connection limit: queue on the least busy session rather than open another.
+      let best: PooledSession | undefined;
+      for (const p of list) if (!p.draining && (!best || p.active < best.active)) best = p;
+      if (best) return best;
+      throw new ConnectionOverflow(refused);
     }
     return this.open(now);
   }
 
   private open(now: number): PooledSession {
     const session = http2.connect(this.url, CONNECT_OPTIONS);
-    const pooled: PooledSession = { session, createdAt: now, active: 0, draining: false, connected: false };
+    // Until this session's SETTINGS arrive, assume what the peer said on earlier sessions, or no
+    // limit for a peer never seen (RFC 9113's default), so a burst shares the one connecting
+    // session instead of each call opening its own. (node's remoteSettings cannot be trusted before
+    // then: it is {} and then the protocol defaults.)
+    const pooled: PooledSession = { session, createdAt: now, active: 0, draining: false, connected: false, maxStreams: this.peerMaxStreams };
     this.sessions.push(pooled);
     const timer = setTimeout(() => {
       if (!pooled.connected) session.destroy(new Error(`connect timeout after ${this.opts.connectTimeoutMs} ms`));
@@ -107,12 +154,15 @@ export class Endpoint {
       if (!pooled.connected) this.connectFailed(err);
     });
     session.on('remoteSettings', (settings: http2.Settings) => {
-      if (settings.maxConcurrentStreams !== undefined) this.peerMaxStreams = settings.maxConcurrentStreams;
+      const max = settings.maxConcurrentStreams ?? UNLIMITED_STREAMS;
+      pooled.maxStreams = max;
+      this.peerMaxStreams = max;
     });
     session.on('goaway', () => {
       pooled.draining = true;
     });
     session.once('close', () => {
+      this.opts.connections?.releaseConnection();
       clearTimeout(timer);
       pooled.draining = true;
       const i = this.sessions.indexOf(pooled);

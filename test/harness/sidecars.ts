@@ -51,6 +51,8 @@ export async function startSidecar(spec: SidecarSpec & { controlPlanes?: string[
       ...source,
       '--service', spec.service ?? 'test',
       '--app-port', String(spec.appPort ?? 1),
+      // No app behind this sidecar: don't let failing app health checks hold readiness down.
+      ...(spec.appPort === undefined ? ['--app-health-interval-ms', '0'] : []),
       '--outbound-port', '0',
       '--inbound-address', '127.0.0.1',
       '--inbound-port', '0',
