@@ -18,7 +18,7 @@ type Endpoint = ClusterSpec['endpoints'][number];
 
 const HTTP_HEADER = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
-function endpoint(c: Checker, v: unknown, path: string): Endpoint | undefined {
+export function checkStaticEndpoint(c: Checker, v: unknown, path: string): Endpoint | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
   c.known(o, path, ['address', 'port', 'weight', 'labels']);
@@ -101,7 +101,7 @@ export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: stri
   const service = spec.service === undefined ? name : c.string(spec.service, at(path, 'service'), DNS_LABEL, 'lower-case DNS label');
   const subset = c.labels(spec.subset, at(path, 'subset'));
   const endpoints = (c.array(spec.endpoints, at(path, 'endpoints')) ?? [])
-    .map((e, i) => endpoint(c, e, `${at(path, 'endpoints')}[${i}]`))
+    .map((e, i) => checkStaticEndpoint(c, e, `${at(path, 'endpoints')}[${i}]`))
     .filter((e): e is Endpoint => e !== undefined);
   const connectTimeoutMs = c.int(spec.connectTimeoutMs, at(path, 'connectTimeoutMs'), 1, 600_000, 5_000);
   const maxSessionAgeMs = c.int(spec.maxSessionAgeMs, at(path, 'maxSessionAgeMs'), 1_000, 86_400_000, 300_000);

@@ -90,13 +90,16 @@ export interface CircuitBreakersSpec {
  * Cluster: policy for calls to one service, optionally a subset of its instances by labels
  * (e.g. version: v2), or a fixed endpoint list for something outside the mesh.
  */
-export interface ClusterSpec {
-  /** Service whose registered instances are the endpoints; defaults to metadata.name. */
-  readonly service: string;
-  /** Only instances whose labels include all of these. */
-  readonly subset: Readonly<Record<string, string>>;
-  /** Static endpoints (then no registered instances are used). */
-  readonly endpoints: readonly { readonly address: string; readonly port: number; readonly weight: number; readonly labels: Readonly<Record<string, string>> }[];
+/** An endpoint given by address (a Cluster's fixed endpoints; every endpoint the sidecar sees). */
+export interface StaticEndpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** Connection and policy settings a Cluster resource and the sidecar's cluster config share. */
+export interface ClusterPolicy {
   readonly connectTimeoutMs: number;
   readonly maxSessionAgeMs: number;
   /** The policy blocks below are optional: absent means the sidecar's defaults. */
@@ -104,6 +107,15 @@ export interface ClusterSpec {
   readonly healthCheck?: HealthCheckSpec;
   readonly outlierDetection?: OutlierDetectionSpec;
   readonly circuitBreakers?: CircuitBreakersSpec;
+}
+
+export interface ClusterSpec extends ClusterPolicy {
+  /** Service whose registered instances are the endpoints; defaults to metadata.name. */
+  readonly service: string;
+  /** Only instances whose labels include all of these. */
+  readonly subset: Readonly<Record<string, string>>;
+  /** Static endpoints (then no registered instances are used). */
+  readonly endpoints: readonly StaticEndpoint[];
 }
 
 /** Stored and validated; enforced by the sidecar from issue 6 (identity and mTLS). */

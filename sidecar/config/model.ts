@@ -3,28 +3,21 @@
  * plane. Plain data, validated once and then frozen. The policy blocks share their schema with the
  * control plane's Cluster resource.
  */
-import type { CircuitBreakersSpec, HealthCheckSpec, LoadBalancingSpec, OutlierDetectionSpec } from '../../control-plane/resources/types.js';
+import type {
+  CircuitBreakersSpec,
+  ClusterPolicy,
+  HealthCheckSpec,
+  LoadBalancingSpec,
+  OutlierDetectionSpec,
+  StaticEndpoint,
+} from '../../control-plane/resources/types.js';
 
 export type { CircuitBreakersSpec, HealthCheckSpec, LoadBalancingSpec, OutlierDetectionSpec };
-export interface EndpointConfig {
-  readonly address: string;
-  readonly port: number;
-  readonly weight: number;
-  readonly labels: Readonly<Record<string, string>>;
-}
+export type EndpointConfig = StaticEndpoint;
 
-export interface ClusterConfig {
+export interface ClusterConfig extends ClusterPolicy {
   readonly name: string;
   readonly endpoints: readonly EndpointConfig[];
-  /** Milliseconds to wait for a TCP (and later TLS) connection before failing the call. */
-  readonly connectTimeoutMs: number;
-  /** Recycle an upstream HTTP/2 session after this age so rebalancing and rotation take effect. */
-  readonly maxSessionAgeMs: number;
-  /** Absent: the default policy (balancers.ts). */
-  readonly loadBalancing?: LoadBalancingSpec;
-  readonly healthCheck?: HealthCheckSpec;
-  readonly outlierDetection?: OutlierDetectionSpec;
-  readonly circuitBreakers?: CircuitBreakersSpec;
 }
 
 export interface RouteMatch {

@@ -4,7 +4,13 @@
  */
 import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
 import { Checker, DNS_LABEL as SERVICE_NAME, deepFreeze } from '../../lib/validate.js';
-import { checkCircuitBreakers, checkHealthCheck, checkLoadBalancing, checkOutlierDetection } from '../../control-plane/resources/cluster.js';
+import {
+  checkCircuitBreakers,
+  checkHealthCheck,
+  checkLoadBalancing,
+  checkOutlierDetection,
+  checkStaticEndpoint,
+} from '../../control-plane/resources/cluster.js';
 
 export class ConfigError extends Error {
   readonly code = 'REMORA_CONFIG_INVALID';
@@ -14,25 +20,13 @@ export class ConfigError extends Error {
   }
 }
 
-function endpoint(c: Checker, v: unknown, path: string): EndpointConfig | undefined {
-  const o = c.object(v, path);
-  if (!o) return undefined;
-  c.known(o, path, ['address', 'port', 'weight', 'labels']);
-  const address = c.string(o.address, `${path}.address`);
-  const port = c.int(o.port, `${path}.port`, 1, 65535);
-  const weight = c.int(o.weight, `${path}.weight`, 1, 1_000_000, 1);
-  const labels = c.labels(o.labels, `${path}.labels`);
-  if (address === undefined || port === undefined || weight === undefined) return undefined;
-  return { address, port, weight, labels };
-}
-
 export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
   c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs', 'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers']);
   const name = c.string(o.name, `${path}.name`, SERVICE_NAME, 'lower-case DNS label');
   const endpoints = (c.array(o.endpoints, `${path}.endpoints`) ?? [])
-    .map((e, i) => endpoint(c, e, `${path}.endpoints[${i}]`))
+    .map((e, i) => checkStaticEndpoint(c, e, `${path}.endpoints[${i}]`))
     .filter((e): e is EndpointConfig => e !== undefined);
   const connectTimeoutMs = c.int(o.connectTimeoutMs, `${path}.connectTimeoutMs`, 1, 600_000, 5_000);
   const maxSessionAgeMs = c.int(o.maxSessionAgeMs, `${path}.maxSessionAgeMs`, 1_000, 86_400_000, 300_000);
