@@ -88,7 +88,9 @@ test('active health checks take an instance out while NOT_SERVING and back when 
         name: 'echo',
         endpoints: [{ address: '127.0.0.1', port: a.port }, { address: '127.0.0.1', port: b.port }],
         loadBalancing: { policy: 'ROUND_ROBIN' },
-        healthCheck: { intervalMs: 100, timeoutMs: 100, healthyThreshold: 1, unhealthyThreshold: 1, jitterMs: 10 },
+        // A timeout of a whole interval and two failures in a row: a probe slowed by a busy CI
+        // machine must not take the healthy instance out too.
+        healthCheck: { intervalMs: 200, timeoutMs: 200, healthyThreshold: 1, unhealthyThreshold: 2, jitterMs: 20 },
       }],
     },
   });
@@ -102,7 +104,7 @@ test('active health checks take an instance out while NOT_SERVING and back when 
     const clusters = await getJson<{ name: string; endpoints: { address: string; healthy: boolean }[] }[]>(sc.admin, '/clusters');
     return clusters.find((c) => c.name === 'echo')?.endpoints.some((e) => e.address.endsWith(`:${b.port}`) && e.healthy === false);
   }, 3000);
-  t.log(`NOT_SERVING noticed after ${Date.now() - cut} ms (interval 100 ms)`);
+  t.log(`NOT_SERVING noticed after ${Date.now() - cut} ms (interval 200 ms, 2 failures)`);
   t.deepEqual(await served(20), ['a'], 'no call reaches an unhealthy instance');
   b.setServing(true);
   await eventually('b back', async () => (await served(10)).includes('b'), 3000);
