@@ -5,7 +5,7 @@
  */
 import { KIND_NAMES, resolveKind } from '../control-plane/resources/kinds.js';
 import { endpointsPrefix } from '../control-plane/resources/keys.js';
-import type { InstanceRecord, Resource, ResourceKind, StoredResource } from '../control-plane/resources/types.js';
+import type { InstanceRecord, Resource, ResourceKind, RouteSpec, StoredResource } from '../control-plane/resources/types.js';
 import { RESOURCE_KINDS } from '../control-plane/resources/types.js';
 import type { EtcdStore } from '../control-plane/store/etcd-store.js';
 import { parseCommand, usage, UsageError, type Command, type FlagDefs } from './flags.js';
@@ -26,10 +26,16 @@ const SUMMARY =
 
 type Row = readonly string[];
 
+/** The CLUSTER column: the route's cluster, or its split as `cluster:weight,...` (weights are relative, not percentages). */
+function destinationsOf(spec: RouteSpec): string {
+  if (spec.destinations) return spec.destinations.map((d) => `${d.cluster}:${d.weight}`).join(',');
+  return spec.cluster ?? '-';
+}
+
 const columns: { readonly [K in ResourceKind]: { readonly headers: readonly string[]; readonly row: (r: Resource<K>) => Row } } = {
   Route: {
     headers: ['SERVICE', 'CLUSTER', 'TIMEOUT', 'RETRIES'],
-    row: (r) => [r.spec.match.service, r.spec.cluster, r.spec.timeoutMs ? `${r.spec.timeoutMs}ms` : '-', r.spec.retries ? String(r.spec.retries.maxAttempts) : '-'],
+    row: (r) => [r.spec.match.service, destinationsOf(r.spec), r.spec.timeoutMs ? `${r.spec.timeoutMs}ms` : '-', r.spec.retries ? String(r.spec.retries.maxAttempts) : '-'],
   },
   Cluster: {
     headers: ['SERVICE', 'SUBSET', 'ENDPOINTS', 'LB'],

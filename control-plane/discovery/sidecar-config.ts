@@ -26,12 +26,8 @@ export interface ClusterDoc {
   circuitBreakers?: ClusterSpec['circuitBreakers'];
 }
 
-export interface RouteDoc {
-  name: string;
-  match: { service: string };
-  cluster: string;
-  failover?: string;
-}
+/** Every RouteSpec field as validated, under the name `<namespace>/<name>`: the sidecar re-checks it with the same validators. */
+export type RouteDoc = { readonly name: string } & RouteSpec;
 
 function matches(labels: Readonly<Record<string, string>>, subset: Readonly<Record<string, string>>): boolean {
   for (const [k, v] of Object.entries(subset)) if (labels[k] !== v) return false;
@@ -73,12 +69,8 @@ export function buildSidecarConfig(state: MeshState): { clusters: ClusterDoc[]; 
       });
     } else if (r.kind === 'Route') {
       const spec = (r as StoredResource<'Route'>).spec as RouteSpec;
-      routes.push({
-        name: `${r.metadata.namespace}/${r.metadata.name}`,
-        match: { service: spec.match.service },
-        cluster: spec.cluster,
-        ...(spec.failover ? { failover: spec.failover } : {}),
-      });
+      // The whole spec, not a list of fields: a route field added later cannot be silently dropped here.
+      routes.push({ name: `${r.metadata.namespace}/${r.metadata.name}`, ...spec });
     }
   }
   // Stable order, so an unchanged mesh encodes to the same bytes.

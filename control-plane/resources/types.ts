@@ -28,24 +28,69 @@ export type GrpcStatusName = (typeof GRPC_STATUS_NAMES)[number];
 export interface RetrySpec {
   /** Attempts in all, the first one included (gRPC's retryPolicy counts the same way). */
   readonly maxAttempts: number;
+  /** Statuses worth another attempt (default UNAVAILABLE); connect failures and refused streams always are. */
   readonly retryOn: readonly GrpcStatusName[];
   readonly perTryTimeoutMs?: number;
+  /** Exponential backoff with full jitter between attempts. */
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
+  /** Retries may add at most this percentage of the route's calls (default 20)... */
+  readonly budgetPercent?: number;
+  /** ...but at least this many retries per second are always allowed (default 10). */
+  readonly minRetriesPerSecond?: number;
+  /** Retry methods not marked idempotent after their request reached the server (default false). */
+  readonly retryNonIdempotent?: boolean;
+  /** Requests (all messages) larger than this are not retried (default 65536). */
+  readonly replayBufferBytes?: number;
 }
-
 /** Route: which cluster a service's calls go to. (Method/header matches and weights come with the routing issue.) */
-export interface RouteSpec {
-  readonly match: { readonly service: string };
-  readonly cluster: string;
-  /** Used when `cluster` has no healthy endpoint (all unhealthy, ejected or backing off). */
-  readonly failover?: string;
-  /** Whole-call timeout. Stored and validated; enforced by the sidecar from issue 5. */
-  readonly timeoutMs?: number;
-  /** Stored and validated; enforced by the sidecar from issue 5. */
-  readonly retries?: RetrySpec;
+/** `/pkg.Service/Method`: exact, or a prefix such as `/pkg.Service/`. */
+export interface MethodMatch {
+  readonly exact?: string;
+  readonly prefix?: string;
 }
 
+/** Exactly one of exact, regex (whole value), present. Header names are lower case. */
+export interface HeaderMatch {
+  readonly name: string;
+  readonly exact?: string;
+  readonly regex?: string;
+  readonly present?: boolean;
+}
+
+export interface WeightedDestination {
+  readonly cluster: string;
+  readonly weight: number;
+}
+
+/** Chaos drills: delay and/or abort a percentage of calls, optionally only those carrying a header. */
+export interface FaultSpec {
+  readonly delay?: { readonly fixedMs: number; readonly percent: number };
+  readonly abort?: { readonly status: GrpcStatusName; readonly percent: number; readonly message?: string };
+  readonly onlyWithHeader?: { readonly name: string; readonly exact?: string };
+}
+
+/**
+ * Route: which calls to a service it takes (method, headers) and where they go (one cluster, or a
+ * weighted split), with its timeout, retry and fault policy. A service may have several routes:
+ * the most specific match wins (see the sidecar's route table).
+ */
+export interface RouteSpec {
+  readonly match: { readonly service: string; readonly method?: MethodMatch; readonly headers?: readonly HeaderMatch[] };
+  /** Exactly one of cluster and destinations. */
+  readonly cluster?: string;
+  readonly destinations?: readonly WeightedDestination[];
+  /** Used when the chosen cluster has no healthy endpoint (all unhealthy, ejected or backing off). */
+  readonly failover?: string;
+  /** Whole-call timeout, retries included. */
+  readonly timeoutMs?: number;
+  /** The caller's grpc-timeout: CAP it at timeoutMs (default), HONOR it as is, or IGNORE it. */
+  readonly grpcTimeout?: 'CAP' | 'HONOR' | 'IGNORE';
+  /** Streams idle (no message either way) this long are cancelled. */
+  readonly idleTimeoutMs?: number;
+  readonly retries?: RetrySpec;
+  readonly fault?: FaultSpec;
+}
 export const LOAD_BALANCING_POLICIES = ['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'PEAK_EWMA', 'RING_HASH'] as const;
 export type LoadBalancingPolicy = (typeof LOAD_BALANCING_POLICIES)[number];
 

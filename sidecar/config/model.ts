@@ -1,7 +1,7 @@
 /**
  * The sidecar's typed view of its configuration, from the static file or pushed by the control
- * plane. Plain data, validated once and then frozen. The policy blocks share their schema with the
- * control plane's Cluster resource.
+ * plane. Plain data, validated once and then frozen. Clusters' policy blocks and routes share their
+ * schema with the control plane's Cluster and Route resources.
  */
 import type {
   CircuitBreakersSpec,
@@ -9,6 +9,7 @@ import type {
   HealthCheckSpec,
   LoadBalancingSpec,
   OutlierDetectionSpec,
+  RouteSpec,
   StaticEndpoint,
 } from '../../control-plane/resources/types.js';
 
@@ -20,17 +21,12 @@ export interface ClusterConfig extends ClusterPolicy {
   readonly endpoints: readonly EndpointConfig[];
 }
 
-export interface RouteMatch {
-  /** Service name the caller's `:authority` must name (port and `.ns.svc...` suffix ignored). */
-  readonly service: string;
-}
+/** Which calls a route takes: the service `:authority` names (port and `.ns.svc...` suffix ignored), method, headers. */
+export type RouteMatch = RouteSpec['match'];
 
-export interface RouteConfig {
+/** A Route resource's spec under a name (`<namespace>/<name>` when pushed by the control plane). */
+export interface RouteConfig extends RouteSpec {
   readonly name: string;
-  readonly match: RouteMatch;
-  readonly cluster: string;
-  /** Used when `cluster` has no endpoint that can take the call. */
-  readonly failover?: string;
 }
 
 export interface MeshConfig {

@@ -1,6 +1,7 @@
 /**
- * Turns untrusted data (YAML from a file, later resources from the control plane) into a frozen
- * MeshConfig. Every error names the field path, e.g. `clusters[2].endpoints[0].port`.
+ * Turns untrusted data (YAML from a file, or resources pushed by the control plane) into a frozen
+ * MeshConfig. Every error names the field path, e.g. `clusters[2].endpoints[0].port`. Cluster
+ * policy blocks and routes are checked by the control plane's own validators.
  */
 import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
 import { Checker, DNS_LABEL as SERVICE_NAME, deepFreeze } from '../../lib/validate.js';
@@ -11,6 +12,8 @@ import {
   checkOutlierDetection,
   checkStaticEndpoint,
 } from '../../control-plane/resources/cluster.js';
+import { checkRouteFields, ROUTE_SPEC_FIELDS, routeMatchKey } from '../../control-plane/resources/route.js';
+import { FieldChecker } from '../../control-plane/resources/fields.js';
 
 export class ConfigError extends Error {
   readonly code = 'REMORA_CONFIG_INVALID';
@@ -47,45 +50,62 @@ export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfi
   };
 }
 
+/** A route entry: a name plus the Route resource's spec fields, checked by the control plane's own validators. */
 export function checkRoute(c: Checker, v: unknown, path: string): RouteConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
-  c.known(o, path, ['name', 'match', 'cluster', 'failover']);
-  const m = c.object(o.match, `${path}.match`);
-  if (m) c.known(m, `${path}.match`, ['service']);
-  const service = m ? c.string(m.service, `${path}.match.service`, SERVICE_NAME, 'lower-case DNS label') : undefined;
-  const clusterName = c.string(o.cluster, `${path}.cluster`);
-  const failover = o.failover === undefined ? undefined : c.string(o.failover, `${path}.failover`);
-  const name = o.name === undefined ? service : c.string(o.name, `${path}.name`);
-  if (service === undefined || clusterName === undefined || name === undefined) return undefined;
-  return { name, match: { service }, cluster: clusterName, ...(failover !== undefined ? { failover } : {}) };
+  c.known(o, path, ['name', ...ROUTE_SPEC_FIELDS]);
+  const spec = checkRouteFields(c, o, path);
+  const name = o.name === undefined ? spec?.match.service : c.string(o.name, `${path}.name`);
+  if (spec === undefined || name === undefined) return undefined;
+  return { name, ...spec };
+}
+
+/** Every cluster a route sends calls to, with the field path that names it. */
+function clustersNamed(r: RouteConfig, path: string): [string, string][] {
+  const out: [string, string][] = [];
+  if (r.cluster !== undefined) out.push([`${path}.cluster`, r.cluster]);
+  r.destinations?.forEach((d, j) => out.push([`${path}.destinations[${j}].cluster`, d.cluster]));
+  if (r.failover !== undefined) out.push([`${path}.failover`, r.failover]);
+  return out;
+}
+
+/** Keeps each valid entry with its index in the document, so cross-checks name the right entry. */
+function indexed<T>(list: unknown[], check: (x: unknown, path: string) => T | undefined, field: string): [number, T][] {
+  const out: [number, T][] = [];
+  list.forEach((x, i) => {
+    const v = check(x, `${field}[${i}]`);
+    if (v !== undefined) out.push([i, v]);
+  });
+  return out;
 }
 
 /** Validates a whole config document; throws ConfigError listing every problem found. */
 export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
-  const c = new Checker();
+  // The control plane's checker: "is required" rather than "got undefined", so a pushed route's
+  // problems read exactly as `remora apply` would have reported them.
+  const c = new FieldChecker();
   const root = doc === undefined || doc === null ? {} : c.object(doc, '(root)');
   if (!root) throw new ConfigError(c.problems);
   c.known(root, '(root)', ['clusters', 'routes']);
-  const clusters = (c.array(root.clusters, 'clusters') ?? [])
-    .map((x, i) => checkCluster(c, x, `clusters[${i}]`))
-    .filter((x): x is ClusterConfig => x !== undefined);
-  const routes = (c.array(root.routes, 'routes') ?? [])
-    .map((x, i) => checkRoute(c, x, `routes[${i}]`))
-    .filter((x): x is RouteConfig => x !== undefined);
+  const clusters = indexed(c.array(root.clusters, 'clusters') ?? [], (x, p) => checkCluster(c, x, p), 'clusters');
+  const routes = indexed(c.array(root.routes, 'routes') ?? [], (x, p) => checkRoute(c, x, p), 'routes');
 
   const names = new Set<string>();
-  clusters.forEach((cl, i) => {
+  for (const [i, cl] of clusters) {
     if (names.has(cl.name)) c.fail(`clusters[${i}].name`, `duplicate cluster ${JSON.stringify(cl.name)}`);
     names.add(cl.name);
-  });
-  const services = new Set<string>();
-  routes.forEach((r, i) => {
-    if (!names.has(r.cluster)) c.fail(`routes[${i}].cluster`, `no cluster named ${JSON.stringify(r.cluster)}`);
-    if (r.failover !== undefined && !names.has(r.failover)) c.fail(`routes[${i}].failover`, `no cluster named ${JSON.stringify(r.failover)}`);
-    if (services.has(r.match.service)) c.fail(`routes[${i}].match.service`, `a route for ${JSON.stringify(r.match.service)} already exists`);
-    services.add(r.match.service);
-  });
+  }
+  // Several routes per service are fine (the most specific match wins); two with the same match
+  // would leave the choice between them to their names, which is nobody's intent.
+  const byMatch = new Map<string, RouteConfig>();
+  for (const [i, r] of routes) {
+    for (const [p, name] of clustersNamed(r, `routes[${i}]`)) if (!names.has(name)) c.fail(p, `no cluster named ${JSON.stringify(name)}`);
+    const key = routeMatchKey(r.match);
+    const same = byMatch.get(key);
+    if (same) c.fail(`routes[${i}].match`, `route ${JSON.stringify(same.name)} already has the same match (service, method and headers)`);
+    else byMatch.set(key, r);
+  }
   if (c.problems.length > 0) throw new ConfigError(c.problems);
-  return deepFreeze({ version, clusters, routes });
+  return deepFreeze({ version, clusters: clusters.map(([, x]) => x), routes: routes.map(([, x]) => x) });
 }
