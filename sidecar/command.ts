@@ -13,6 +13,8 @@ import { installFastAsyncBind } from './perf/fast-async-bind.js';
 import { DiscoveryClient } from './discovery/client.js';
 import { translateResources } from './discovery/translate.js';
 import { HealthState } from '../protos/gen/remora/mesh/v1/discovery.js';
+import { IdempotencyCatalog } from './idempotency/catalog.js';
+import { loadDescriptorSet } from './idempotency/descriptor-set.js';
 
 const FLAGS = {
   'control-plane': { type: 'list', help: 'control-plane discovery addresses host:port, comma-separated (any replica)' },
@@ -38,6 +40,7 @@ const FLAGS = {
   'stats-port': { type: 'int', help: 'health/metrics server port (/healthz/ready, /healthz/live)', default: 15020 },
   'app-health-interval-ms': { type: 'int', help: 'check the local app with grpc.health.v1 this often; 0 = never (an app without a health service counts as serving)', default: 2_000 },
   'app-health-service': { type: 'string', help: 'service name sent in the local app\'s health Check ("" = the whole app)', default: '' },
+  'descriptor-set': { type: 'list', help: 'FileDescriptorSet files (buf build -o, protoc --descriptor_set_out) telling which methods are idempotent, for retries; servers\' reflection is asked otherwise' },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
   'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
@@ -111,6 +114,12 @@ export const sidecarCommand: Command = {
     if (flags['fast-async-bind']) installFastAsyncBind();
     const log = createLogger('sidecar');
     const config = await initialConfig(flags);
+    const descriptors = new IdempotencyCatalog();
+    for (const file of flags['descriptor-set']) {
+      const loaded = await loadDescriptorSet(file);
+      if (loaded.reason) throw new UsageError(`--descriptor-set ${file}: ${loaded.reason}`);
+      descriptors.add(loaded.levels, file);
+    }
     const sidecar = new Sidecar(
       {
         service: flags.service,
@@ -125,6 +134,7 @@ export const sidecarCommand: Command = {
         log,
         appHealthIntervalMs: flags['app-health-interval-ms'],
         appHealthService: flags['app-health-service'],
+        descriptors,
         onAppHealth: (serving) => discovery?.setHealth(serving),
       },
       config,

@@ -9,6 +9,7 @@ import { FixedRouter, RouteTable, type Router } from './routing/route-table.js';
 import { createStreamHandler } from './proxy/handle-stream.js';
 import { Listener } from './listener/listener.js';
 import { AppHealth } from './app-health.js';
+import type { IdempotencyCatalog } from './idempotency/catalog.js';
 
 export interface SidecarOptions {
   readonly service: string;
@@ -26,6 +27,8 @@ export interface SidecarOptions {
   readonly appHealthService: string;
   /** Told when the app's health changes (the discovery client reports it to the control plane). */
   readonly onAppHealth?: (serving: boolean) => void;
+  /** Method idempotency from supplied descriptor sets (wins over what reflection says). */
+  readonly descriptors?: IdempotencyCatalog;
 }
 
 export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -57,7 +60,7 @@ export class Sidecar {
     this.inboundRouter = new FixedRouter(opts.service, this.localApp);
     this.outbound = new Listener(
       { name: 'outbound', address: opts.outboundAddress, port: opts.outboundPort, log: opts.log },
-      createStreamHandler(() => this.outboundRouter),
+      createStreamHandler(() => this.outboundRouter, opts.descriptors),
     );
     this.inbound = new Listener(
       { name: 'inbound', address: opts.inboundAddress, port: opts.inboundPort, log: opts.log },

@@ -220,32 +220,41 @@ test('failover: a route sends calls to its failover cluster while the primary ha
   for (let i = 0; i < 5; i++) t.is(String((await unary(client, Buffer.from('x'))).headers.get('x-served-by')[0]), 'backup');
 });
 
-test('kill -9 of one of three replicas under load: only calls in flight on it fail (no retries yet)', async (t) => {
-  const apps = await Promise.all(['a', 'b', 'c'].map((n) => startEchoServer(0, n)));
-  const sidecars = await Promise.all(apps.map((a) => startSidecar({ appPort: a.port, service: 'echo' })));
-  const sc = await startSidecar({
-    config: {
-      clusters: [{
-        name: 'echo',
-        endpoints: sidecars.map((s) => ({ address: '127.0.0.1', port: s.inbound })),
-        outlierDetection: { consecutiveFailures: 1, baseEjectionMs: 30_000, maxEjectionPercent: 34 },
-      }],
-    },
+for (const retries of [false, true]) {
+  test(`kill -9 of one of three replicas under load ${retries ? 'with retries: no call fails' : 'without retries: only calls in flight on it fail'}`, async (t) => {
+    const apps = await Promise.all(['a', 'b', 'c'].map((n) => startEchoServer(0, n)));
+    const sidecars = await Promise.all(apps.map((a) => startSidecar({ appPort: a.port, service: 'echo' })));
+    const sc = await startSidecar({
+      config: {
+        clusters: [{
+          name: 'echo',
+          endpoints: sidecars.map((s) => ({ address: '127.0.0.1', port: s.inbound })),
+          outlierDetection: { consecutiveFailures: 1, baseEjectionMs: 30_000, maxEjectionPercent: 34 },
+        }],
+        routes: retries
+          ? [{ match: { service: 'echo' }, cluster: 'echo', retries: { maxAttempts: 3, retryOn: ['UNAVAILABLE'], backoffBaseMs: 5, backoffMaxMs: 50, retryNonIdempotent: true } }]
+          : [],
+      },
+    });
+    const client = echoClient(`127.0.0.1:${sc.outbound}`, 'echo');
+    t.teardown(async () => {
+      client.close();
+      await Promise.all([sc, ...sidecars].map((s) => s.proc.stop()));
+      for (const a of apps) a.server.forceShutdown();
+    });
+    const workers = 8;
+    const traffic = load(client, workers);
+    await sleep(1500);
+    await sidecars[1]!.proc.stop('SIGKILL');
+    await sleep(2000);
+    await traffic.stop();
+    const failed = traffic.results.filter((r) => r.code !== 0);
+    const seconds = (traffic.results[traffic.results.length - 1]!.at - traffic.results[0]!.at) / 1000;
+    t.log(`${retries ? 'with' : 'without'} retries: ${traffic.results.length} calls (${(traffic.results.length / seconds).toFixed(0)}/s), ${failed.length} failed (${failed.map((f) => grpc.status[f.code]).join(', ') || 'none'}); at most ${workers} were in flight`);
+    if (retries) t.is(failed.length, 0);
+    else {
+      t.true(failed.length <= workers, 'no more failures than calls in flight when the replica died');
+      t.true(failed.every((f) => f.code === grpc.status.UNAVAILABLE));
+    }
   });
-  const client = echoClient(`127.0.0.1:${sc.outbound}`, 'echo');
-  t.teardown(async () => {
-    client.close();
-    await Promise.all([sc, ...sidecars].map((s) => s.proc.stop()));
-    for (const a of apps) a.server.forceShutdown();
-  });
-  const workers = 8;
-  const traffic = load(client, workers);
-  await sleep(1500);
-  await sidecars[1]!.proc.stop('SIGKILL');
-  await sleep(2000);
-  await traffic.stop();
-  const failed = traffic.results.filter((r) => r.code !== 0);
-  t.log(`${traffic.results.length} calls, ${failed.length} failed (${failed.map((f) => grpc.status[f.code]).join(', ')}); at most ${workers} were in flight`);
-  t.true(failed.length <= workers, 'no more failures than calls in flight when the replica died');
-  t.true(failed.every((f) => f.code === grpc.status.UNAVAILABLE));
-});
+}

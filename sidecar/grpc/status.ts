@@ -50,6 +50,9 @@ export type SidecarErrorReason =
   | 'upstream-reset'
   | 'bad-request'
   | 'draining'
+  | 'timeout'
+  | 'overflow'
+  | 'fault'
   | 'internal';
 
 /**

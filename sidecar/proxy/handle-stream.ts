@@ -9,6 +9,11 @@ import type { Router } from '../routing/route-table.js';
 import { CALLER_CANCELLED, forwardCall } from './forward.js';
 import { ConnectionOverflow } from '../upstream/endpoint.js';
 import { HELD_PENDING, HELD_REQUEST, type Cluster } from '../upstream/cluster.js';
+import type { Route } from '../routing/route.js';
+import type { RoutePolicy } from '../routing/route.js';
+import { PolicyCall } from '../policy/policy-call.js';
+import { decideFault } from '../faults/fault.js';
+import type { IdempotencyCatalog } from '../idempotency/catalog.js';
 import { OVERFLOW_HEADER, overflowMessage, type BreakerKind, type BreakerName } from '../health/circuit-breakers.js';
 
 export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
@@ -61,7 +66,75 @@ const BREAKER_KIND: Record<BreakerName, BreakerKind> = {
   'max-retries': 'retry',
 };
 
-export function createStreamHandler(router: () => Router): StreamHandler {
+/** Calls on routes with any of these go through PolicyCall; the rest take the lean path. */
+function needsPolicyCall(p: RoutePolicy): boolean {
+  return p.timeoutMs !== undefined || p.retries !== undefined || p.idleTimeoutMs !== undefined;
+}
+
+/** Picks the endpoint, applies the cluster's breakers, and forwards (or hands over to PolicyCall). */
+function dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, route: Route, descriptors: IdempotencyCatalog | undefined): void {
+  if (stream.destroyed || stream.closed) return;
+  const now = Date.now();
+  pickContext.now = now;
+  pickContext.headers = headers;
+  let cluster = route.pickCluster();
+  let endpoint = cluster.pick(pickContext);
+  if (endpoint === undefined && route.failover !== undefined) {
+    // The chosen cluster has nobody who can take the call: the route's failover cluster does.
+    const primary = cluster;
+    cluster = route.failover;
+    endpoint = cluster.pick(pickContext);
+    if (endpoint === undefined) cluster = primary;
+  }
+  if (endpoint === undefined) {
+    respondWithError(stream, Status.UNAVAILABLE, `remora: ${cluster.unavailableReason(now)}`, 'no-endpoint');
+    return;
+  }
+  const breakers = cluster.breakers;
+  let held = 0;
+  if (breakers !== undefined) {
+    const tripped = breakers.tryAcquire('request');
+    if (tripped !== null) {
+      endpoint.breaker?.record('cancelled', now, now);
+      return overflow(stream, cluster, tripped);
+    }
+    held = HELD_REQUEST;
+  }
+  if (needsPolicyCall(route.policy)) {
+    const target = cluster;
+    const call = new PolicyCall(stream, headers, {
+      cluster: target,
+      policy: route.policy,
+      routeName: route.name,
+      idempotency: (path) => {
+        const known = descriptors?.levelOf(path) ?? 'UNKNOWN';
+        return known !== 'UNKNOWN' ? known : target.idempotencyOf(path);
+      },
+      pickContext,
+    }, now, held);
+    call.start(endpoint);
+    return;
+  }
+  let pooled;
+  try {
+    pooled = endpoint.acquire(now);
+  } catch (err) {
+    if (!(err instanceof ConnectionOverflow)) throw err;
+    cluster.callEnded(endpoint, CALLER_CANCELLED, now, now, held);
+    return overflow(stream, cluster, err.breaker);
+  }
+  if (breakers !== undefined && !pooled.connected) {
+    const tripped = breakers.tryAcquire('pending');
+    if (tripped !== null) {
+      cluster.callEnded(endpoint, CALLER_CANCELLED, now, now, held);
+      return overflow(stream, cluster, tripped);
+    }
+    held |= HELD_PENDING;
+  }
+  forwardCall(stream, headers, endpoint, pooled, cluster, now, held);
+}
+
+export function createStreamHandler(router: () => Router, descriptors?: IdempotencyCatalog): StreamHandler {
   return function handleStream(stream, headers) {
     const contentType = headers['content-type'];
     if (contentType === undefined || !contentType.startsWith('application/grpc')) {
@@ -70,54 +143,21 @@ export function createStreamHandler(router: () => Router): StreamHandler {
       return;
     }
     const authority = headers[':authority'] ?? headers.host;
-    const route = authority === undefined ? undefined : router().resolve(authority);
+    const route = authority === undefined ? undefined : router().resolve(authority, headers[':path'], headers);
     if (route === undefined) {
       noRoute(stream, authority);
       return;
     }
     if (headers.host !== undefined) delete headers.host;
-    const now = Date.now();
-    pickContext.now = now;
-    pickContext.headers = headers;
-    let cluster = route.cluster;
-    let endpoint = cluster.pick(pickContext);
-    if (endpoint === undefined && route.failover !== undefined) {
-      // The primary cluster has nobody who can take the call: the route's failover cluster does.
-      const primary = cluster;
-      cluster = route.failover;
-      endpoint = cluster.pick(pickContext);
-      if (endpoint === undefined) cluster = primary;
-    }
-    if (endpoint === undefined) {
-      respondWithError(stream, Status.UNAVAILABLE, `remora: ${cluster.unavailableReason(now)}`, 'no-endpoint');
-      return;
-    }
-    const breakers = cluster.breakers;
-    let held = 0;
-    if (breakers !== undefined) {
-      const tripped = breakers.tryAcquire('request');
-      if (tripped !== null) {
-        endpoint.breaker?.record('cancelled', now, now);
-        return overflow(stream, cluster, tripped);
-      }
-      held = HELD_REQUEST;
-    }
-    let pooled;
-    try {
-      pooled = endpoint.acquire(now);
-    } catch (err) {
-      if (!(err instanceof ConnectionOverflow)) throw err;
-      cluster.callEnded(endpoint, CALLER_CANCELLED, now, now, held);
-      return overflow(stream, cluster, err.breaker);
-    }
-    if (breakers !== undefined && !pooled.connected) {
-      const tripped = breakers.tryAcquire('pending');
-      if (tripped !== null) {
-        cluster.callEnded(endpoint, CALLER_CANCELLED, now, now, held);
-        return overflow(stream, cluster, tripped);
-      }
-      held |= HELD_PENDING;
-    }
-    forwardCall(stream, headers, endpoint, pooled, cluster, now, held);
+    const fault = route.policy.fault;
+    const decision = fault === undefined ? undefined : decideFault(fault, headers, Math.random, route.name);
+    if (decision === undefined) return dispatch(stream, headers, route, descriptors);
+    stream.on('error', () => {});
+    const act = (): void => {
+      if (decision.abort) respondWithError(stream, decision.abort.code, decision.abort.message, 'fault');
+      else dispatch(stream, headers, route, descriptors);
+    };
+    if (decision.delayMs > 0) setTimeout(act, decision.delayMs);
+    else act();
   };
 }

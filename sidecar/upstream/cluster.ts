@@ -15,6 +15,13 @@ import { EndpointBreaker } from '../health/endpoint-breaker.js';
 import { ClusterCircuitBreakers } from '../health/circuit-breakers.js';
 import { DEFAULT_FAILURE_CODES } from '../health/failure-codes.js';
 import { CALLER_CANCELLED, TRANSPORT_FAILURE, type CallObserver } from '../proxy/forward.js';
+import { IdempotencyCatalog } from '../idempotency/catalog.js';
+import { fetchDescriptorsByReflection } from '../idempotency/reflection-client.js';
+import type { IdempotencyLevel } from '../idempotency/levels.js';
+
+/** How often a cluster asks its endpoints' reflection again, after a success and after a failure. */
+const REFLECT_REFRESH_MS = 5 * 60_000;
+const REFLECT_RETRY_MS = 30_000;
 
 /** Bits a call carries so it gives back exactly the cluster breakers it took. */
 export const HELD_REQUEST = 1;
@@ -33,6 +40,11 @@ export class Cluster implements CallObserver, ConnectionGate {
   /** Undefined when the cluster sets no limits, so the common path skips the counting. */
   breakers: ClusterCircuitBreakers | undefined;
   private cfg: ClusterConfig;
+  private readonly idempotency = new IdempotencyCatalog();
+  private reflecting = false;
+  private nextReflectAt = 0;
+  /** Why the last reflection attempt learned nothing (for /clusters). */
+  private reflectionProblem: string | undefined;
 
   constructor(cfg: ClusterConfig) {
     this.name = cfg.name;
@@ -135,11 +147,16 @@ export class Cluster implements CallObserver, ConnectionGate {
     endpoint.ewma.observe(rttMs, now);
   }
 
-  callEnded(endpoint: Endpoint, outcome: number, startedAt: number, now: number, held: number): void {
+  /** Gives back the cluster breakers a call took (HELD_* bits). */
+  releaseHeld(held: number): void {
     if (held !== 0 && this.breakers) {
       if (held & HELD_REQUEST) this.breakers.release('request');
       if (held & HELD_PENDING) this.breakers.release('pending');
     }
+  }
+
+  callEnded(endpoint: Endpoint, outcome: number, startedAt: number, now: number, held: number): void {
+    this.releaseHeld(held);
     if (outcome === CALLER_CANCELLED) {
       endpoint.breaker?.record('cancelled', startedAt, now);
       return;
@@ -155,6 +172,36 @@ export class Cluster implements CallObserver, ConnectionGate {
 
   releaseConnection(): void {
     this.breakers?.release('connection');
+  }
+
+  /**
+   * How safe a method of this cluster's service is to send twice, from its descriptors. Learned
+   * lazily through server reflection the first time a retrying route asks (UNKNOWN until then,
+   * which is the safe answer), and refreshed every few minutes.
+   */
+  idempotencyOf(path: string): IdempotencyLevel {
+    const now = Date.now();
+    if (!this.reflecting && now >= this.nextReflectAt) this.learnIdempotency(now);
+    return this.idempotency.levelOf(path);
+  }
+
+  private learnIdempotency(now: number): void {
+    const e = this.eligible.find((x) => x.available(now));
+    if (!e) return;
+    this.reflecting = true;
+    let session;
+    try {
+      session = e.acquire(now).session;
+    } catch {
+      this.reflecting = false;
+      return;
+    }
+    void fetchDescriptorsByReflection(session, this.name, 2000).then((result) => {
+      this.reflecting = false;
+      if (result.levels.size > 0) this.idempotency.add(result.levels, e.key);
+      this.reflectionProblem = result.reason;
+      this.nextReflectAt = Date.now() + (result.levels.size > 0 ? REFLECT_REFRESH_MS : REFLECT_RETRY_MS);
+    });
   }
 
   /** Why pick() returned nothing, for the caller's error message. */
@@ -178,6 +225,7 @@ export class Cluster implements CallObserver, ConnectionGate {
     return {
       name: this.name,
       loadBalancing: (this.cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING).policy,
+      idempotency: { methods: this.idempotency.size, problem: this.reflectionProblem ?? null },
       circuitBreakers: this.breakers
         ? Object.fromEntries((['connection', 'pending', 'request', 'retry'] as const).map((k) => [k, { active: this.breakers!.active(k), limit: this.breakers!.limit(k), overflows: this.breakers!.overflows(k) }]))
         : null,

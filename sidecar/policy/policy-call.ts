@@ -1,0 +1,385 @@
+/**
+ * A call on a route with a timeout or retry policy. Calls without one take the lean path in
+ * forward.ts; this one pays for what the policy needs:
+ *
+ * - a deadline (route timeout combined with the caller's grpc-timeout) that answers
+ *   DEADLINE_EXCEEDED and resets the upstream, and passes the remaining time upstream;
+ * - retries: the request is kept in a bounded replay buffer, and an attempt that fails before
+ *   anything of its response went downstream is retried on another endpoint after a full-jitter
+ *   backoff (or the server's grpc-retry-pushback-ms), within a retry budget. The status is read
+ *   from trailers-only headers and from trailers: response headers are held back until the first
+ *   message or the trailers arrive, so a status in trailers can still be retried.
+ * - Safety: once a request may have reached the server (the stream was not refused), a retry on
+ *   a status needs the method to be idempotent (from its descriptor) or the route's say-so.
+ */
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { RetrySpec } from '../../control-plane/resources/types.js';
+import { Status, encodeGrpcMessage, respondWithError, type SidecarErrorReason, type StatusCode } from '../grpc/status.js';
+import type { Cluster } from '../upstream/cluster.js';
+import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
+import { ConnectionOverflow } from '../upstream/endpoint.js';
+import { CALLER_CANCELLED, TRANSPORT_FAILURE } from '../proxy/forward.js';
+import { fullJitterBackoff } from '../upstream/backoff.js';
+import { encodeGrpcTimeout, effectiveTimeoutMs, parseGrpcTimeout, type GrpcTimeoutMode } from './grpc-timeout.js';
+import { RetryBudget } from './retry-budget.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** What the request path reads from a route for this class. */
+export interface CallPolicy {
+  readonly timeoutMs?: number;
+  readonly grpcTimeout?: GrpcTimeoutMode;
+  readonly idleTimeoutMs?: number;
+  readonly retries?: RetrySpec;
+}
+
+export type IdempotencyLevel = 'NO_SIDE_EFFECTS' | 'IDEMPOTENT' | 'UNKNOWN';
+
+export interface PolicyCallContext {
+  readonly cluster: Cluster;
+  readonly policy: CallPolicy;
+  readonly routeName: string;
+  /** How safe the method is to send twice (from descriptors); UNKNOWN when not known. */
+  readonly idempotency: (path: string) => IdempotencyLevel;
+  readonly pickContext: { now: number; headers: IncomingHttpHeaders };
+}
+
+const STATUS_BY_NAME: Readonly<Record<string, number>> = Status;
+const budgets = new WeakMap<RetrySpec, RetryBudget>();
+const retryCodes = new WeakMap<RetrySpec, ReadonlySet<number>>();
+
+function budgetOf(spec: RetrySpec): RetryBudget {
+  let b = budgets.get(spec);
+  if (!b) {
+    b = new RetryBudget(spec.budgetPercent ?? 20, spec.minRetriesPerSecond ?? 10);
+    budgets.set(spec, b);
+  }
+  return b;
+}
+
+function codesOf(spec: RetrySpec): ReadonlySet<number> {
+  let codes = retryCodes.get(spec);
+  if (!codes) {
+    codes = new Set((spec.retryOn.length ? spec.retryOn : ['UNAVAILABLE']).map((n) => STATUS_BY_NAME[n]!));
+    retryCodes.set(spec, codes);
+  }
+  return codes;
+}
+
+/** Retries and timeouts counted for /clusters and, later, metrics. */
+export const policyStats = { retries: 0, budgetExhausted: 0, deadlineExceeded: 0, perTryTimeouts: 0 };
+
+interface Attempt {
+  readonly up: ClientHttp2Stream;
+  readonly endpoint: Endpoint;
+  readonly pooled: PooledSession;
+  readonly startedAt: number;
+  heldHeaders: IncomingHttpHeaders | undefined;
+  status: number | undefined;
+  done: boolean;
+  perTryTimer: NodeJS.Timeout | undefined;
+}
+
+export class PolicyCall {
+  private readonly chunks: Buffer[] = [];
+  private buffered = 0;
+  /** More request bytes than the replay buffer holds went upstream: no retry can resend them. */
+  private overflowed = false;
+  private requestEnded = false;
+  /** Response headers (or a trailers-only answer) went downstream: the call's fate is sealed. */
+  private committed = false;
+  private finished = false;
+  private attempt: Attempt | undefined;
+  private attempts = 0;
+  private readonly tried = new Set<Endpoint>();
+  private readonly deadlineAt: number | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private trailers: IncomingHttpHeaders | Record<string, string> | undefined;
+  private readonly retry: RetrySpec | undefined;
+  private readonly replayLimit: number;
+
+  constructor(
+    private readonly down: ServerHttp2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    private readonly ctx: PolicyCallContext,
+    now: number,
+    /** The cluster breakers handle-stream took for this call (released once, at the end). */
+    private readonly held: number,
+  ) {
+    const policy = ctx.policy;
+    this.retry = policy.retries && policy.retries.maxAttempts > 1 ? policy.retries : undefined;
+    this.replayLimit = this.retry ? (this.retry.replayBufferBytes ?? 65_536) : 0;
+    const timeout = effectiveTimeoutMs(policy.timeoutMs, parseGrpcTimeout(headers['grpc-timeout']), policy.grpcTimeout ?? 'CAP');
+    this.deadlineAt = timeout === undefined ? undefined : now + timeout;
+    if (this.retry) budgetOf(this.retry).recordCall(now);
+
+    down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
+    down.on('end', () => this.onRequestEnd());
+    down.on('close', () => this.onCallerGone());
+    down.on('error', () => {});
+    down.on('wantTrailers', () => down.sendTrailers(this.trailers ?? { 'grpc-status': String(Status.INTERNAL), 'grpc-message': 'remora: upstream ended the response without trailers' }));
+    if (policy.idleTimeoutMs) {
+      down.setTimeout(policy.idleTimeoutMs, () => this.fail(Status.DEADLINE_EXCEEDED, `remora: stream idle for ${policy.idleTimeoutMs} ms (route ${ctx.routeName})`, 'timeout'));
+    }
+    if (this.deadlineAt !== undefined) {
+      this.deadlineTimer = setTimeout(() => {
+        policyStats.deadlineExceeded++;
+        this.fail(Status.DEADLINE_EXCEEDED, `remora: deadline of ${timeout} ms exceeded (route ${ctx.routeName})`, 'timeout');
+      }, Math.max(0, timeout!));
+    }
+  }
+
+  start(first: Endpoint): void {
+    this.startAttempt(first);
+  }
+
+  // ---- request direction ----
+
+  private onRequestData(chunk: Buffer): void {
+    if (!this.overflowed && this.retry) {
+      this.buffered += chunk.length;
+      if (this.buffered > this.replayLimit) {
+        this.overflowed = true;
+        this.chunks.length = 0;
+      } else this.chunks.push(chunk);
+    }
+    const up = this.attempt?.up;
+    if (up && !up.destroyed && !up.closed && !up.write(chunk)) {
+      this.down.pause();
+      up.once('drain', () => this.down.resume());
+    }
+  }
+
+  private onRequestEnd(): void {
+    this.requestEnded = true;
+    const up = this.attempt?.up;
+    if (up && !up.destroyed && !up.closed) up.end();
+  }
+
+  private onCallerGone(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimers();
+    this.ctx.cluster.releaseHeld(this.held);
+    const a = this.attempt;
+    if (a && !a.done && !a.up.closed && !a.up.destroyed) {
+      a.done = true;
+      a.up.close(NGHTTP2_CANCEL);
+      this.release(a, CALLER_CANCELLED);
+    }
+  }
+
+  // ---- attempts ----
+
+  private pickEndpoint(now: number): Endpoint | undefined {
+    // Another endpoint than those already tried, when there is one.
+    this.ctx.pickContext.now = now;
+    this.ctx.pickContext.headers = this.headers;
+    let fallback: Endpoint | undefined;
+    for (let i = 0; i < 4; i++) {
+      const e = this.ctx.cluster.pick(this.ctx.pickContext);
+      if (e === undefined) break;
+      if (!this.tried.has(e)) return e;
+      fallback ??= e;
+    }
+    return fallback;
+  }
+
+  private startAttempt(endpoint: Endpoint): void {
+    const now = Date.now();
+    this.attempts++;
+    this.tried.add(endpoint);
+    let pooled: PooledSession;
+    try {
+      pooled = endpoint.acquire(now);
+    } catch (err) {
+      const why = err instanceof ConnectionOverflow ? `circuit breaker ${err.breaker} tripped for cluster ${this.ctx.cluster.name}` : (err as Error).message;
+      return this.fail(Status.UNAVAILABLE, `remora: ${why}`, 'overflow');
+    }
+    if (this.deadlineAt !== undefined) this.headers['grpc-timeout'] = encodeGrpcTimeout(this.deadlineAt - now);
+    let up: ClientHttp2Stream;
+    try {
+      up = pooled.session.request(this.headers, { endStream: false });
+    } catch (err) {
+      pooled.draining = true;
+      this.ctx.cluster.callEnded(endpoint, TRANSPORT_FAILURE, now, now, 0);
+      return this.afterFailure(undefined, true, `cannot open a stream to ${endpoint.key}: ${(err as Error).message}`);
+    }
+    pooled.active++;
+    endpoint.activeRequests++;
+    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, status: undefined, done: false, perTryTimer: undefined };
+    this.attempt = a;
+    const perTry = this.retry?.perTryTimeoutMs;
+    if (perTry !== undefined) {
+      a.perTryTimer = setTimeout(() => {
+        if (a.done || this.committed) return;
+        policyStats.perTryTimeouts++;
+        a.status = Status.DEADLINE_EXCEEDED;
+        a.up.close(NGHTTP2_CANCEL);
+      }, perTry);
+    }
+    up.on('error', () => {});
+    up.on('response', (h: IncomingHttpHeaders, flags: number) => this.onResponse(a, h, flags));
+    up.on('data', (chunk: Buffer) => this.onResponseData(a, chunk));
+    up.on('trailers', (t: IncomingHttpHeaders) => this.onTrailers(a, t));
+    up.on('close', () => this.onAttemptClose(a));
+    for (const c of this.chunks) up.write(c);
+    if (this.requestEnded) up.end();
+  }
+
+  private onResponse(a: Attempt, h: IncomingHttpHeaders, flags: number): void {
+    const now = Date.now();
+    this.ctx.cluster.responseStarted(a.endpoint, now - a.startedAt, now);
+    if (this.finished || a !== this.attempt) return;
+    if (flags & NGHTTP2_FLAG_END_STREAM) {
+      // Trailers-only: the status is here.
+      a.status = Number(h['grpc-status'] ?? Status.UNKNOWN);
+      a.heldHeaders = h;
+      return; // decided in onAttemptClose, once the stream is done
+    }
+    if (this.retry) a.heldHeaders = h;
+    else this.commit(h, false);
+  }
+
+  private onResponseData(a: Attempt, chunk: Buffer): void {
+    if (this.finished || a !== this.attempt) return;
+    if (!this.committed) this.commit(a.heldHeaders!, false);
+    if (!this.down.write(chunk)) {
+      a.up.pause();
+      this.down.once('drain', () => a.up.resume());
+    }
+  }
+
+  private onTrailers(a: Attempt, t: IncomingHttpHeaders): void {
+    a.status = Number(t['grpc-status'] ?? Status.UNKNOWN);
+    if (a === this.attempt) this.trailers = t;
+  }
+
+  private commit(h: IncomingHttpHeaders, endStream: boolean): void {
+    if (this.committed || this.down.destroyed || this.down.closed) return;
+    this.committed = true;
+    this.chunks.length = 0;
+    this.down.respond(h, endStream ? { endStream: true } : { waitForTrailers: true });
+  }
+
+  private onAttemptClose(a: Attempt): void {
+    if (a.perTryTimer) clearTimeout(a.perTryTimer);
+    if (a.done) return;
+    a.done = true;
+    const rst = a.up.rstCode ?? 0;
+    const refused = rst === NGHTTP2_REFUSED_STREAM || !a.pooled.connected;
+    const outcome = a.status !== undefined && (!rst || a.status === Status.DEADLINE_EXCEEDED) ? a.status : TRANSPORT_FAILURE;
+    this.release(a, outcome);
+    if (this.finished || a !== this.attempt) return;
+    if (this.committed) {
+      // Response under way: finish it with the upstream's trailers, or say how it broke.
+      if (outcome === TRANSPORT_FAILURE) this.trailers = { 'grpc-status': String(Status.UNAVAILABLE), 'grpc-message': encodeGrpcMessage(`remora: connection to ${a.endpoint.key} lost during the response`), 'x-remora-error': 'upstream-reset' };
+      this.finish();
+      return;
+    }
+    if (outcome === Status.OK) {
+      // A trailers-only OK, or headers then trailers with no message between (an empty stream).
+      this.commit(a.heldHeaders!, a.heldHeaders!['grpc-status'] !== undefined);
+      this.finish();
+      return;
+    }
+    const pushback = this.trailersOf(a)?.['grpc-retry-pushback-ms'];
+    this.afterFailure(a, refused, outcome === TRANSPORT_FAILURE ? `${a.endpoint.key}: ${refused ? 'stream refused or connect failed' : 'connection lost'}` : undefined, outcome, pushback);
+  }
+
+  private trailersOf(a: Attempt): IncomingHttpHeaders | undefined {
+    return a.heldHeaders?.['grpc-status'] !== undefined ? a.heldHeaders : (this.trailers as IncomingHttpHeaders | undefined);
+  }
+
+  /** An attempt ended without committing: retry if the policy allows, else pass its answer on. */
+  private afterFailure(a: Attempt | undefined, refused: boolean, transportWhy: string | undefined, outcome = TRANSPORT_FAILURE, pushback?: string | string[]): void {
+    const now = Date.now();
+    const retryable = this.canRetry(outcome, refused, now, pushback);
+    if (retryable !== undefined) {
+      policyStats.retries++;
+      this.backoffTimer = setTimeout(() => {
+        this.backoffTimer = undefined;
+        if (this.finished) return;
+        const next = this.pickEndpoint(Date.now());
+        if (next === undefined) return this.fail(Status.UNAVAILABLE, `remora: ${this.ctx.cluster.unavailableReason(Date.now())}`, 'no-endpoint');
+        this.startAttempt(next);
+      }, retryable);
+      return;
+    }
+    if (a && outcome !== TRANSPORT_FAILURE) {
+      // Pass the upstream's own answer on, as it came.
+      const held = a.heldHeaders;
+      if (held && held['grpc-status'] !== undefined) this.commit(held, true);
+      else if (held) {
+        this.commit(held, false);
+        return this.finish();
+      } else this.fail(outcome, `remora: attempt ended with status ${outcome}`, 'upstream-reset');
+      this.finish();
+      return;
+    }
+    this.fail(Status.UNAVAILABLE, `remora: ${transportWhy ?? 'upstream failed'}${this.attempts > 1 ? ` (after ${this.attempts} attempts)` : ''}`, refused ? 'connect-failure' : 'upstream-reset');
+  }
+
+  /** The backoff in ms before the next attempt, or undefined for "no retry". */
+  private canRetry(outcome: number, refused: boolean, now: number, pushback: string | string[] | undefined): number | undefined {
+    const spec = this.retry;
+    if (!spec || this.committed || this.overflowed || this.attempts >= spec.maxAttempts) return undefined;
+    if (outcome !== TRANSPORT_FAILURE && !codesOf(spec).has(outcome)) return undefined;
+    // A refused stream never reached the server: always safe. Anything else may have.
+    if (!refused && !spec.retryNonIdempotent) {
+      const level = this.ctx.idempotency(String(this.headers[':path']));
+      if (level === 'UNKNOWN') return undefined;
+    }
+    let delay = fullJitterBackoff(this.attempts - 1, spec.backoffBaseMs, spec.backoffMaxMs);
+    if (typeof pushback === 'string') {
+      const ms = Number(pushback);
+      if (!/^\d+$/.test(pushback)) return undefined; // negative or malformed: the server says "don't"
+      delay = ms;
+    }
+    if (this.deadlineAt !== undefined && now + delay >= this.deadlineAt) return undefined;
+    if (!budgetOf(spec).tryRetry(now)) {
+      policyStats.budgetExhausted++;
+      return undefined;
+    }
+    return delay;
+  }
+
+  private release(a: Attempt, outcome: number): void {
+    a.pooled.active--;
+    a.endpoint.activeRequests--;
+    this.ctx.cluster.callEnded(a.endpoint, outcome, a.startedAt, Date.now(), 0);
+  }
+
+  private finish(): void {
+    this.clearTimers();
+    if (this.finished) return;
+    this.finished = true;
+    this.ctx.cluster.releaseHeld(this.held);
+    if (!this.down.destroyed && !this.down.closed && this.down.headersSent && !this.down.writableEnded) this.down.end();
+  }
+
+  /** Answer the caller ourselves (deadline, overflow, exhausted retries) and stop the attempt. */
+  private fail(code: number, message: string, reason: SidecarErrorReason): void {
+    if (this.finished) return;
+    const a = this.attempt;
+    if (a && !a.done && !a.up.closed && !a.up.destroyed) a.up.close(NGHTTP2_CANCEL);
+    if (this.committed) {
+      this.trailers = { 'grpc-status': String(code), 'grpc-message': encodeGrpcMessage(message), 'x-remora-error': reason };
+      this.finish();
+      return;
+    }
+    this.clearTimers();
+    this.finished = true;
+    this.ctx.cluster.releaseHeld(this.held);
+    respondWithError(this.down, code as StatusCode, message, reason);
+  }
+
+  private clearTimers(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.deadlineTimer = undefined;
+    this.backoffTimer = undefined;
+    if (this.attempt?.perTryTimer) clearTimeout(this.attempt.perTryTimer);
+  }
+}
