@@ -24,7 +24,7 @@ export const GRPC_STATUS_NAMES = [
 ] as const;
 export type GrpcStatusName = (typeof GRPC_STATUS_NAMES)[number];
 
-/** Stored and validated; enforced by the sidecar from issue 5 (timeouts and retries). */
+/** Retries of a route (sidecar/policy/policy-call.ts). */
 export interface RetrySpec {
   /** Attempts in all, the first one included (gRPC's retryPolicy counts the same way). */
   readonly maxAttempts: number;
@@ -43,7 +43,6 @@ export interface RetrySpec {
   /** Requests (all messages) larger than this are not retried (default 65536). */
   readonly replayBufferBytes?: number;
 }
-/** Route: which cluster a service's calls go to. (Method/header matches and weights come with the routing issue.) */
 /** `/pkg.Service/Method`: exact, or a prefix such as `/pkg.Service/`. */
 export interface MethodMatch {
   readonly exact?: string;
@@ -65,8 +64,8 @@ export interface WeightedDestination {
 
 /** Chaos drills: delay and/or abort a percentage of calls, optionally only those carrying a header. */
 export interface FaultSpec {
-  readonly delay?: { readonly fixedMs: number; readonly percent: number };
-  readonly abort?: { readonly status: GrpcStatusName; readonly percent: number; readonly message?: string };
+  readonly delay?: { readonly fixedMs: number; /** default 100 */ readonly percent?: number };
+  readonly abort?: { readonly status: GrpcStatusName; /** default 100 */ readonly percent?: number; readonly message?: string };
   readonly onlyWithHeader?: { readonly name: string; readonly exact?: string };
 }
 
@@ -94,14 +93,14 @@ export interface RouteSpec {
 export const LOAD_BALANCING_POLICIES = ['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'PEAK_EWMA', 'RING_HASH'] as const;
 export type LoadBalancingPolicy = (typeof LOAD_BALANCING_POLICIES)[number];
 
-/** Stored and validated; enforced by the sidecar from issue 4 (today every cluster is round robin). */
+/** The cluster's load-balancing policy (sidecar/upstream/balancers.ts; PEAK_EWMA when absent). */
 export interface LoadBalancingSpec {
   readonly policy: LoadBalancingPolicy;
   /** RING_HASH only (and required there): the request header whose value is hashed. */
   readonly hashHeader?: string;
 }
 
-/** Active grpc.health.v1 checks. Stored and validated; enforced by the sidecar from issue 4. */
+/** Active grpc.health.v1 checks (sidecar/health/health-checker.ts). */
 export interface HealthCheckSpec {
   readonly intervalMs: number;
   readonly timeoutMs: number;
@@ -113,7 +112,7 @@ export interface HealthCheckSpec {
   readonly serviceName: string;
 }
 
-/** Passive ejection on consecutive failures. Stored and validated; enforced by the sidecar from issue 4. */
+/** Passive ejection on consecutive failures (sidecar/health/outlier-detector.ts). */
 export interface OutlierDetectionSpec {
   readonly consecutiveFailures: number;
   readonly baseEjectionMs: number;
@@ -123,7 +122,7 @@ export interface OutlierDetectionSpec {
   readonly statusCodes: readonly GrpcStatusName[];
 }
 
-/** Per-cluster thresholds like Envoy's. Stored and validated; enforced by the sidecar from issue 4. */
+/** Per-cluster thresholds like Envoy's (sidecar/health/circuit-breakers.ts). */
 export interface CircuitBreakersSpec {
   readonly maxConnections: number;
   readonly maxPendingRequests: number;

@@ -35,9 +35,9 @@ export function decideFault(
   if (gate !== undefined && !headerMatches(headers[gate.name], gate.exact)) return undefined;
 
   const delay = spec.delay;
-  const delayed = delay !== undefined && delay.fixedMs > 0 && hits(delay.percent, random);
+  const delayed = delay !== undefined && delay.fixedMs > 0 && hits(delay.percent ?? 100, random);
   const abort = spec.abort;
-  const aborted = abort !== undefined && hits(abort.percent, random);
+  const aborted = abort !== undefined && hits(abort.percent ?? 100, random);
   if (!delayed && !aborted) return undefined;
 
   const delayMs = delayed ? delay.fixedMs : 0;

@@ -15,7 +15,9 @@ export function encodeGrpcTimeout(ms: number): string {
   return whole < 100_000_000 ? `${whole}m` : `${Math.min(99_999_999, Math.ceil(whole / 1000))}S`;
 }
 
-export type GrpcTimeoutMode = 'CAP' | 'HONOR' | 'IGNORE';
+import type { RouteSpec } from '../../control-plane/resources/types.js';
+
+export type GrpcTimeoutMode = NonNullable<RouteSpec['grpcTimeout']>;
 
 /**
  * The call's deadline budget in ms from now: the route timeout and the caller's grpc-timeout,
