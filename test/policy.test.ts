@@ -187,3 +187,30 @@ test('fault injection: abort a percentage of calls with a chosen status, only wi
   t.true(aborted >= 8 && aborted <= 32, 'about half (5-sigma bounds for 40 draws)');
   t.true(perCall >= 140);
 });
+
+test('mirroring copies calls to another cluster without slowing the real ones', async (t) => {
+  const primary = await startEchoServer(0, 'primary');
+  const shadow = await startEchoServer(0, 'shadow');
+  shadow.delayMs = 1500;
+  const sc = await startSidecar({
+    config: {
+      clusters: [
+        { name: 'echo', endpoints: [{ address: '127.0.0.1', port: primary.port }] },
+        { name: 'shadow', endpoints: [{ address: '127.0.0.1', port: shadow.port }] },
+      ],
+      routes: [{ match: { service: 'echo' }, cluster: 'echo', mirror: { cluster: 'shadow', percent: 50 } }],
+    },
+  });
+  const client = echoClient(`127.0.0.1:${sc.outbound}`, 'echo');
+  t.teardown(async () => { client.close(); await sc.proc.stop(); primary.server.forceShutdown(); shadow.server.forceShutdown(); });
+  const n = 60;
+  const started = Date.now();
+  for (let i = 0; i < n; i++) t.is(String((await unary(client, Buffer.from(`m${i}`))).headers.get('x-served-by')[0]), 'primary');
+  const perCall = (Date.now() - started) / n;
+  await new Promise((r) => setTimeout(r, 2000));
+  const mirrored = shadow.record.calls;
+  t.log(`${mirrored}/${n} calls mirrored (50%), ${perCall.toFixed(1)} ms per real call while the shadow takes 1.5 s`);
+  t.true(perCall < 100, 'the slow shadow does not slow the real calls');
+  t.true(mirrored >= 15 && mirrored <= 45, 'about half mirrored (5-sigma bounds for 60 draws)');
+  t.is(shadow.record.lastMetadata?.get('x-remora-mirror')[0], 'true');
+});

@@ -29,7 +29,7 @@ const HEADER_HINT = 'a lower-case HTTP header name';
 const METHOD_PATH = /^\/[^/\s]+\/[^/\s]+$/;
 
 export const ROUTE_SPEC_FIELDS = [
-  'match', 'cluster', 'destinations', 'failover', 'timeoutMs', 'grpcTimeout', 'idleTimeoutMs', 'retries', 'fault',
+  'match', 'cluster', 'destinations', 'failover', 'timeoutMs', 'grpcTimeout', 'idleTimeoutMs', 'retries', 'fault', 'mirror',
 ] as const;
 
 export const GRPC_TIMEOUT_MODES = ['CAP', 'HONOR', 'IGNORE'] as const;
@@ -251,6 +251,15 @@ export function checkFault(c: Checker, v: unknown, path: string): FaultSpec | un
   return { ...(delay ? { delay } : {}), ...(abort ? { abort } : {}), ...(only ? { onlyWithHeader: only } : {}) };
 }
 
+export function checkMirror(c: Checker, v: unknown, path: string): RouteSpec['mirror'] | undefined {
+  const o = block(c, v, path, ['cluster', 'percent']);
+  if (!o) return undefined;
+  const cluster = c.string(o.cluster, at(path, 'cluster'), DNS_LABEL, DNS_HINT);
+  const pct = o.percent === undefined ? undefined : percent(c, o.percent, at(path, 'percent'));
+  if (cluster === undefined || (o.percent !== undefined && pct === undefined)) return undefined;
+  return { cluster, ...(pct !== undefined ? { percent: pct } : {}) };
+}
+
 /**
  * Every RouteSpec field of `o`, without the unknown-field check: the Route resource's spec and the
  * sidecar's route entry (which adds `name`) each check their own field list, then call this.
@@ -277,6 +286,7 @@ export function checkRouteFields(c: Checker, o: Obj, path: string): RouteSpec | 
   const idleTimeoutMs = o.idleTimeoutMs === undefined ? undefined : c.int(o.idleTimeoutMs, at(path, 'idleTimeoutMs'), 1, DAY_MS);
   const retries = checkRetries(c, o.retries, at(path, 'retries'));
   const fault = checkFault(c, o.fault, at(path, 'fault'));
+  const mirror = checkMirror(c, o.mirror, at(path, 'mirror'));
   if (retries?.perTryTimeoutMs !== undefined && timeoutMs !== undefined && retries.perTryTimeoutMs > timeoutMs) {
     c.fail(at(path, 'retries.perTryTimeoutMs'), `must not exceed timeoutMs (${timeoutMs}), got ${retries.perTryTimeoutMs}`);
   }
@@ -286,7 +296,8 @@ export function checkRouteFields(c: Checker, o: Obj, path: string): RouteSpec | 
     (o.grpcTimeout === undefined || grpcTimeout !== undefined) &&
     (o.idleTimeoutMs === undefined || idleTimeoutMs !== undefined) &&
     (o.retries === undefined || retries !== undefined) &&
-    (o.fault === undefined || fault !== undefined);
+    (o.fault === undefined || fault !== undefined) &&
+    (o.mirror === undefined || mirror !== undefined);
   if (match === undefined || !targetOk || !optionalOk) return undefined;
   return {
     match,
@@ -298,6 +309,7 @@ export function checkRouteFields(c: Checker, o: Obj, path: string): RouteSpec | 
     ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
     ...(retries ? { retries } : {}),
     ...(fault ? { fault } : {}),
+    ...(mirror ? { mirror } : {}),
   };
 }
 

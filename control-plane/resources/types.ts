@@ -89,6 +89,8 @@ export interface RouteSpec {
   readonly idleTimeoutMs?: number;
   readonly retries?: RetrySpec;
   readonly fault?: FaultSpec;
+  /** Copy a percentage of calls (default 100) to another cluster; its answers are dropped. */
+  readonly mirror?: { readonly cluster: string; readonly percent?: number };
 }
 export const LOAD_BALANCING_POLICIES = ['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'PEAK_EWMA', 'RING_HASH'] as const;
 export type LoadBalancingPolicy = (typeof LOAD_BALANCING_POLICIES)[number];

@@ -67,6 +67,7 @@ function clustersNamed(r: RouteConfig, path: string): [string, string][] {
   if (r.cluster !== undefined) out.push([`${path}.cluster`, r.cluster]);
   r.destinations?.forEach((d, j) => out.push([`${path}.destinations[${j}].cluster`, d.cluster]));
   if (r.failover !== undefined) out.push([`${path}.failover`, r.failover]);
+  if (r.mirror !== undefined) out.push([`${path}.mirror.cluster`, r.mirror.cluster]);
   return out;
 }
 

@@ -13,6 +13,7 @@ import type { Route } from '../routing/route.js';
 import type { RoutePolicy } from '../routing/route.js';
 import { PolicyCall } from '../policy/policy-call.js';
 import { decideFault } from '../faults/fault.js';
+import { startMirror } from './mirror.js';
 import type { IdempotencyCatalog } from '../idempotency/catalog.js';
 import { OVERFLOW_HEADER, overflowMessage, type BreakerKind, type BreakerName } from '../health/circuit-breakers.js';
 
@@ -149,6 +150,8 @@ export function createStreamHandler(router: () => Router, descriptors?: Idempote
       return;
     }
     if (headers.host !== undefined) delete headers.host;
+    const mirror = route.mirror;
+    if (mirror !== undefined && Math.random() * 100 < mirror.percent) startMirror(stream, headers, mirror.cluster, pickContext);
     const fault = route.policy.fault;
     const decision = fault === undefined ? undefined : decideFault(fault, headers, Math.random, route.name);
     if (decision === undefined) return dispatch(stream, headers, route, descriptors);

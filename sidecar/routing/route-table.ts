@@ -76,7 +76,9 @@ export class RouteTable implements Router {
       if (!targets) continue;
       const failover = r.failover === undefined ? undefined : clusters.get(r.failover);
       const service = r.match.service;
-      const route = new ClusterRoute(r.name, service, targets, failover, policyOf(r));
+      const mirrorCluster = r.mirror === undefined ? undefined : clusters.get(r.mirror.cluster);
+      const mirror = mirrorCluster ? { cluster: mirrorCluster, percent: r.mirror!.percent ?? 100 } : undefined;
+      const route = new ClusterRoute(r.name, service, targets, failover, policyOf(r), mirror);
       const list = explicit.get(service) ?? [];
       list.push({ name: r.name, match: new CompiledMatch(r.match), route });
       explicit.set(service, list);

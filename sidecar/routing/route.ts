@@ -28,6 +28,8 @@ export interface Route {
   /** Takes the call when the picked cluster has no endpoint that can. */
   readonly failover?: Cluster;
   readonly policy: RoutePolicy;
+  /** Where a copy of some calls goes (answers dropped). */
+  readonly mirror?: { readonly cluster: Cluster; readonly percent: number };
 }
 
 export interface WeightedCluster {
@@ -40,6 +42,7 @@ const sharedRandom = new Random();
 
 export class ClusterRoute implements Route {
   readonly failover?: Cluster;
+  readonly mirror?: { readonly cluster: Cluster; readonly percent: number };
   private readonly clusters: readonly Cluster[];
   /** cumulative[i] = weights[0] + ... + weights[i]; integers, so the draw needs no float search. */
   private readonly cumulative: Int32Array;
@@ -52,6 +55,7 @@ export class ClusterRoute implements Route {
     targets: readonly WeightedCluster[],
     failover: Cluster | undefined,
     readonly policy: RoutePolicy,
+    mirror?: { readonly cluster: Cluster; readonly percent: number },
   ) {
     const live = targets.filter((t) => t.weight > 0);
     if (live.length === 0) throw new Error(`route ${name}: no destination with a weight above 0`);
@@ -61,6 +65,7 @@ export class ClusterRoute implements Route {
     live.forEach((t, i) => (this.cumulative[i] = total += t.weight));
     this.total = total;
     if (failover) this.failover = failover;
+    if (mirror) this.mirror = mirror;
   }
 
   pickCluster(random: RandomSource = sharedRandom): Cluster {
