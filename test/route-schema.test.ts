@@ -195,7 +195,7 @@ test('timeouts, retries and faults: ranges with field paths', (t) => {
   );
   t.deepEqual(problemsOf({ ...base, fault: { delay: { fixedMs: 3_600_001 } } }), ['spec.fault.delay.fixedMs: must be an integer from 0 to 3600000, got 3600001']);
   t.deepEqual(problemsOf({ ...base, weight: 3 }), [
-    'spec.weight: unknown field (known: match, cluster, destinations, failover, timeoutMs, grpcTimeout, idleTimeoutMs, retries, fault)',
+    'spec.weight: unknown field (known: match, cluster, destinations, failover, timeoutMs, grpcTimeout, idleTimeoutMs, retries, fault, mirror)',
   ]);
 });
 
@@ -298,7 +298,7 @@ test('the sidecar checks every cluster a route names, and rejects two routes wit
   // A route without a name is named after its service.
   t.is(validateMeshConfig({ clusters, routes: [{ match: { service: 'catalog' }, cluster: 'catalog' }] }, 'v').routes[0]!.name, 'catalog');
   t.deepEqual(sidecar({ name: 'r', ...base, hosts: [] }).problems, [
-    'routes[0].hosts: unknown field (known: name, match, cluster, destinations, failover, timeoutMs, grpcTimeout, idleTimeoutMs, retries, fault)',
+    'routes[0].hosts: unknown field (known: name, match, cluster, destinations, failover, timeoutMs, grpcTimeout, idleTimeoutMs, retries, fault, mirror)',
   ]);
 });
 
