@@ -249,3 +249,32 @@ test('a malformed discovery stream gets INVALID_ARGUMENT and does not disturb ot
   t.is((await getJson<{ ready: boolean }>(client.stats, '/healthz/ready')).ready, true);
   t.is((await getJson<{ sidecars: unknown[] }>(cp.http, '/debug/sidecars')).sidecars.length, 1);
 });
+
+test('the sidecar checks its own app: NOT_SERVING makes it unready and takes the instance out of every cluster', async (t) => {
+  const etcd = await startEtcd();
+  const cp = await startControlPlane([etcd.endpoint]);
+  const app = await startEchoServer(0, 'a');
+  const server = await startSidecar({ controlPlanes: [cp.address], service: 'echo', appPort: app.port, extraArgs: ['--instance-id', 'echo-a', '--app-health-interval-ms', '200'] });
+  const client = await startSidecar({ controlPlanes: [cp.address], service: 'client', extraArgs: ['--register=false'] });
+  t.teardown(async () => {
+    await Promise.all([client, server].map((s) => s.proc.stop()));
+    await cp.proc.stop();
+    app.server.forceShutdown();
+    await etcd.stop();
+  });
+  const endpoints = async () => (await configOf(client)).clusters.find((c) => c.name === 'echo')?.endpoints.length ?? 0;
+  await eventually('the instance is pushed while its app serves', async () => (await endpoints()) === 1);
+  t.true((await getJson<{ ready: boolean }>(server.stats, '/healthz/ready')).ready);
+  app.setServing(false);
+  const ready = await eventually('unready', async () => {
+    const r = await fetch(`http://127.0.0.1:${server.stats}/healthz/ready`);
+    return r.status === 503 && ((await r.json()) as { app: { serving: boolean; lastCheck: string } });
+  }, 5000);
+  t.false(ready.app.serving);
+  t.regex(ready.app.lastCheck, /NOT_SERVING/);
+  await eventually('the instance is out of the client\'s cluster', async () => (await endpoints()) === 0, 5000);
+  t.true((await instances(etcd.endpoint)).some((i) => i.instanceId === 'echo-a' && (i as unknown as { health: string }).health === 'NOT_SERVING'));
+  app.setServing(true);
+  await eventually('back in', async () => (await endpoints()) === 1, 5000);
+  t.true((await getJson<{ ready: boolean }>(server.stats, '/healthz/ready')).ready);
+});

@@ -214,3 +214,21 @@ test('mirroring copies calls to another cluster without slowing the real ones', 
   t.true(mirrored >= 15 && mirrored <= 45, 'about half mirrored (5-sigma bounds for 60 draws)');
   t.is(shadow.record.lastMetadata?.get('x-remora-mirror')[0], 'true');
 });
+
+test('an idle stream is cancelled after idleTimeoutMs with DEADLINE_EXCEEDED; an active one is not', async (t) => {
+  const app = await startEchoServer(0, 'a');
+  const { sc, client } = await echoMesh({ idleTimeoutMs: 400 }, [app]);
+  t.teardown(async () => { client.close(); await sc.proc.stop(); app.server.forceShutdown(); });
+  const call = client.makeBidiStreamRequest(EchoService.bidi.path, identity, identity, new grpc.Metadata());
+  const it = call[Symbol.asyncIterator]();
+  for (let i = 0; i < 5; i++) {
+    call.write(Buffer.from(`ping ${i}`));
+    await it.next();
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const started = Date.now();
+  const err = await new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+  t.is(err.code, grpc.status.DEADLINE_EXCEEDED);
+  t.regex(err.details, /idle for 400 ms/);
+  t.true(Date.now() - started < 1500);
+});

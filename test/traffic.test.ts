@@ -242,7 +242,7 @@ for (const retries of [false, true]) {
       await Promise.all([sc, ...sidecars].map((s) => s.proc.stop()));
       for (const a of apps) a.server.forceShutdown();
     });
-    const workers = 8;
+    const workers = 16;
     const traffic = load(client, workers);
     await sleep(1500);
     await sidecars[1]!.proc.stop('SIGKILL');

@@ -98,6 +98,8 @@ export class PolicyCall {
   private trailers: IncomingHttpHeaders | Record<string, string> | undefined;
   private readonly retry: RetrySpec | undefined;
   private readonly replayLimit: number;
+  /** This call holds one of the cluster's max-retries slots (from its first retry to its end). */
+  private holdsRetry = false;
 
   constructor(
     private readonly down: ServerHttp2Stream,
@@ -338,6 +340,12 @@ export class PolicyCall {
       delay = ms;
     }
     if (this.deadlineAt !== undefined && now + delay >= this.deadlineAt) return undefined;
+    // The cluster's max-retries breaker: retries in flight across all calls, like Envoy's.
+    const breakers = this.ctx.cluster.breakers;
+    if (breakers !== undefined && !this.holdsRetry) {
+      if (breakers.tryAcquire('retry') !== null) return undefined;
+      this.holdsRetry = true;
+    }
     if (!budgetOf(spec).tryRetry(now)) {
       policyStats.budgetExhausted++;
       return undefined;
@@ -375,7 +383,15 @@ export class PolicyCall {
     respondWithError(this.down, code as StatusCode, message, reason);
   }
 
+  private releaseRetry(): void {
+    if (this.holdsRetry) {
+      this.holdsRetry = false;
+      this.ctx.cluster.breakers?.release('retry');
+    }
+  }
+
   private clearTimers(): void {
+    this.releaseRetry();
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.deadlineTimer = undefined;
