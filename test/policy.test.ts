@@ -47,10 +47,11 @@ test('no retry once the response has started; other statuses and exhausted attem
   const app = await startEchoServer(0, 'a');
   const { sc, client } = await echoMesh({ retries: RETRY_ALL }, [app]);
   t.teardown(async () => { client.close(); await sc.proc.stop(); app.server.forceShutdown(); });
-  // A server stream that sends one message and then fails: the message went out, so no retry.
+  // A server stream that sends one message and fails 100 ms later: by then the message has gone
+  // downstream (held at most 20 ms waiting for a status), so no retry.
   const before = app.record.calls;
   const call = client.makeServerStreamRequest(EchoService.serverStream.path, identity, identity, Buffer.from('x'),
-    md({ 'x-count': '1', 'x-size': '10', 'x-status': String(grpc.status.UNAVAILABLE), 'x-message': 'broke' }));
+    md({ 'x-count': '1', 'x-size': '10', 'x-sleep-ms': '100', 'x-status': String(grpc.status.UNAVAILABLE), 'x-message': 'broke' }));
   let got = 0;
   const err = await new Promise<grpc.ServiceError>((resolve) => { call.on('data', () => got++); call.on('error', resolve); });
   t.is(err.code, grpc.status.UNAVAILABLE);

@@ -13,7 +13,7 @@ import type { MeshConfig } from '../sidecar/config/model.js';
 const configOf = (sc: SidecarHandle) => getJson<MeshConfig>(sc.admin, '/config_dump');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Served { at: number; by: string; code: number }
+interface Served { at: number; by: string; code: number; details?: string }
 
 /** Calls in a loop from `workers` concurrent callers until stop() resolves; records who answered. */
 function load(client: grpc.Client, workers: number, deadlineMs = 2000): { results: Served[]; stop: () => Promise<void> } {
@@ -25,7 +25,7 @@ function load(client: grpc.Client, workers: number, deadlineMs = 2000): { result
         const { headers } = await unary(client, Buffer.from('x'), undefined, { deadline: Date.now() + deadlineMs });
         results.push({ at: Date.now(), by: String(headers.get('x-served-by')[0] ?? ''), code: 0 });
       } catch (err) {
-        results.push({ at: Date.now(), by: '', code: (err as grpc.ServiceError).code });
+        results.push({ at: Date.now(), by: '', code: (err as grpc.ServiceError).code, details: (err as grpc.ServiceError).details });
       }
       await sleep(2);
     }
@@ -250,7 +250,7 @@ for (const retries of [false, true]) {
     await traffic.stop();
     const failed = traffic.results.filter((r) => r.code !== 0);
     const seconds = (traffic.results[traffic.results.length - 1]!.at - traffic.results[0]!.at) / 1000;
-    t.log(`${retries ? 'with' : 'without'} retries: ${traffic.results.length} calls (${(traffic.results.length / seconds).toFixed(0)}/s), ${failed.length} failed (${failed.map((f) => grpc.status[f.code]).join(', ') || 'none'}); at most ${workers} were in flight`);
+    t.log(`${retries ? 'with' : 'without'} retries: ${traffic.results.length} calls (${(traffic.results.length / seconds).toFixed(0)}/s), ${failed.length} failed (${failed.map((f) => `${grpc.status[f.code]}: ${f.details}`).join('; ') || 'none'}); at most ${workers} were in flight`);
     if (retries) t.is(failed.length, 0);
     else {
       t.true(failed.length <= workers, 'no more failures than calls in flight when the replica died');

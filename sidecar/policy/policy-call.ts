@@ -75,10 +75,21 @@ interface Attempt {
   readonly pooled: PooledSession;
   readonly startedAt: number;
   heldHeaders: IncomingHttpHeaders | undefined;
+  /** Response messages held back (bounded) so a status arriving just after them can still be retried. */
+  held: Buffer[];
+  heldBytes: number;
+  holdTimer: NodeJS.Timeout | undefined;
   status: number | undefined;
   done: boolean;
   perTryTimer: NodeJS.Timeout | undefined;
 }
+
+/**
+ * How long response messages of a retrying call may wait for their trailers. A unary answer's
+ * trailers follow its message at once, so holding it lets a connection lost between the two be
+ * retried (nothing has gone downstream); a stream's first message is delayed by at most this.
+ */
+const HOLD_RESPONSE_MS = 20;
 
 export class PolicyCall {
   private readonly chunks: Buffer[] = [];
@@ -210,7 +221,7 @@ export class PolicyCall {
     }
     pooled.active++;
     endpoint.activeRequests++;
-    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, status: undefined, done: false, perTryTimer: undefined };
+    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, done: false, perTryTimer: undefined };
     this.attempt = a;
     const perTry = this.retry?.perTryTimeoutMs;
     if (perTry !== undefined) {
@@ -246,11 +257,32 @@ export class PolicyCall {
 
   private onResponseData(a: Attempt, chunk: Buffer): void {
     if (this.finished || a !== this.attempt) return;
+    if (!this.committed && this.retry) {
+      a.held.push(chunk);
+      a.heldBytes += chunk.length;
+      if (a.heldBytes > this.replayLimit) this.release0(a);
+      else a.holdTimer ??= setTimeout(() => this.release0(a), HOLD_RESPONSE_MS);
+      return;
+    }
     if (!this.committed) this.commit(a.heldHeaders!, false);
+    this.send(a, chunk);
+  }
+
+  private send(a: Attempt, chunk: Buffer): void {
     if (!this.down.write(chunk)) {
       a.up.pause();
       this.down.once('drain', () => a.up.resume());
     }
+  }
+
+  /** Commits the held response headers and messages: from here on this attempt's answer is final. */
+  private release0(a: Attempt): void {
+    if (a.holdTimer) clearTimeout(a.holdTimer);
+    a.holdTimer = undefined;
+    if (this.finished || a !== this.attempt || this.committed) return;
+    this.commit(a.heldHeaders!, false);
+    for (const c of a.held) this.send(a, c);
+    a.held = [];
   }
 
   private onTrailers(a: Attempt, t: IncomingHttpHeaders): void {
@@ -267,6 +299,8 @@ export class PolicyCall {
 
   private onAttemptClose(a: Attempt): void {
     if (a.perTryTimer) clearTimeout(a.perTryTimer);
+    if (a.holdTimer) clearTimeout(a.holdTimer);
+    a.holdTimer = undefined;
     if (a.done) return;
     a.done = true;
     const rst = a.up.rstCode ?? 0;
@@ -281,8 +315,9 @@ export class PolicyCall {
       return;
     }
     if (outcome === Status.OK) {
-      // A trailers-only OK, or headers then trailers with no message between (an empty stream).
-      this.commit(a.heldHeaders!, a.heldHeaders!['grpc-status'] !== undefined);
+      // A trailers-only OK, or headers, held messages (maybe none) and trailers.
+      if (a.heldHeaders!['grpc-status'] !== undefined) this.commit(a.heldHeaders!, true);
+      else this.release0(a);
       this.finish();
       return;
     }
@@ -314,7 +349,7 @@ export class PolicyCall {
       const held = a.heldHeaders;
       if (held && held['grpc-status'] !== undefined) this.commit(held, true);
       else if (held) {
-        this.commit(held, false);
+        this.release0(a);
         return this.finish();
       } else this.fail(outcome, `remora: attempt ended with status ${outcome}`, 'upstream-reset');
       this.finish();
