@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { parseCommand, usage, UsageError, type Command, type FlagDefs } from '../cli/flags.js';
 import { createLogger } from '../lib/log.js';
 import { writePortsFile } from '../lib/ports-file.js';
-import { listenHttp } from '../sidecar/admin-server.js';
+import { listenHttp } from '../lib/json-http.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { controlPlaneHttpServer } from './http-server.js';
 import { EtcdStore } from './store/etcd-store.js';

@@ -2,25 +2,9 @@
  * The sidecar's two small HTTP/1.1 servers: admin (127.0.0.1:15000: /config_dump, /clusters,
  * /drain) and health (:15020: /healthz/live, /healthz/ready for Kubernetes probes).
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type http from 'node:http';
+import { json, serveJson as serve } from '../lib/json-http.js';
 import type { Sidecar } from './sidecar.js';
-
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function serve(routes: Record<string, Handler>): http.Server {
-  return http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]!;
-    const handler = routes[path];
-    if (handler) handler(req, res);
-    else json(res, 404, { error: `no such path ${path}`, paths: Object.keys(routes) });
-  });
-}
 
 export function adminServer(sidecar: Sidecar, onDrain: () => void): http.Server {
   return serve({
@@ -45,16 +29,4 @@ export function healthServer(sidecar: Sidecar): http.Server {
       json(res, ready ? 200 : 503, { ready, state: sidecar.state, version: sidecar.config.version, app: { serving: sidecar.appServing, lastCheck: sidecar.appHealthResult ?? null } });
     },
   });
-}
-
-export async function listenHttp(server: http.Server, port: number, address: string): Promise<number> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  return typeof addr === 'object' && addr ? addr.port : port;
 }

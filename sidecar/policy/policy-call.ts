@@ -18,7 +18,7 @@ import { Status, encodeGrpcMessage, respondWithError, type SidecarErrorReason, t
 import type { Cluster } from '../upstream/cluster.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
 import { ConnectionOverflow } from '../upstream/endpoint.js';
-import { CALLER_CANCELLED, TRANSPORT_FAILURE } from '../proxy/forward.js';
+import { CALLER_CANCELLED, MISSING_TRAILERS, TRANSPORT_FAILURE } from '../proxy/forward.js';
 import { fullJitterBackoff } from '../upstream/backoff.js';
 import { encodeGrpcTimeout, effectiveTimeoutMs, parseGrpcTimeout, type GrpcTimeoutMode } from './grpc-timeout.js';
 import { RetryBudget } from './retry-budget.js';
@@ -131,7 +131,7 @@ export class PolicyCall {
     down.on('end', () => this.onRequestEnd());
     down.on('close', () => this.onCallerGone());
     down.on('error', () => {});
-    down.on('wantTrailers', () => down.sendTrailers(this.trailers ?? { 'grpc-status': String(Status.INTERNAL), 'grpc-message': 'remora: upstream ended the response without trailers' }));
+    down.on('wantTrailers', () => down.sendTrailers(this.trailers ?? MISSING_TRAILERS));
     if (policy.idleTimeoutMs) {
       down.setTimeout(policy.idleTimeoutMs, () => this.fail(Status.DEADLINE_EXCEEDED, `remora: stream idle for ${policy.idleTimeoutMs} ms (route ${ctx.routeName})`, 'timeout'));
     }

@@ -67,7 +67,8 @@ class ProxyCall {
   ) {}
 }
 
-const MISSING_TRAILERS = Object.freeze({
+/** Sent when an upstream ends its response with no trailers (so no status). */
+export const MISSING_TRAILERS = Object.freeze({
   'grpc-status': String(Status.INTERNAL),
   'grpc-message': 'remora: upstream ended the response without trailers',
   'x-remora-error': 'upstream-reset',

@@ -64,17 +64,20 @@ export class Cluster implements CallObserver, ConnectionGate {
     const typicalRttMs = this.typicalLatencyMs(Date.now());
     const next = new Map<string, Endpoint>();
     for (const e of cfg.endpoints) {
-      const fresh = new Endpoint(e, {
+      const key = Endpoint.keyOf(e);
+      const old = this.endpoints.get(key);
+      // Same address and weight: keep the old object, its warm sessions and its statistics.
+      if (old && old.weight === e.weight && !breakersChanged) {
+        next.set(key, old);
+        continue;
+      }
+      next.set(key, new Endpoint(e, {
         connectTimeoutMs: cfg.connectTimeoutMs,
         maxSessionAgeMs: cfg.maxSessionAgeMs,
         connections: this,
         ...(cfg.circuitBreakers ? { breaker: new EndpointBreaker() } : {}),
         ...(typicalRttMs !== undefined ? { initialRttMs: typicalRttMs } : {}),
-      });
-      const old = this.endpoints.get(fresh.key);
-      // Same address and weight: keep the old object, its warm sessions and its statistics.
-      if (old && old.weight === fresh.weight && !breakersChanged) next.set(old.key, old);
-      else next.set(fresh.key, fresh);
+      }));
     }
     for (const [key, old] of this.endpoints) if (next.get(key) !== old) old.close();
     this.endpoints = next;

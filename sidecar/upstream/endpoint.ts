@@ -82,11 +82,15 @@ export class Endpoint implements BalancedEndpoint {
     this.port = cfg.port;
     this.weight = cfg.weight;
     this.labels = cfg.labels;
-    const host = cfg.address.includes(':') ? `[${cfg.address}]` : cfg.address;
-    this.key = `${host}:${cfg.port}`;
+    this.key = Endpoint.keyOf(cfg);
     this.url = `http://${this.key}`;
     this.ewma = new PeakEwma(Date.now(), opts.initialRttMs === undefined ? {} : { defaultRttMs: opts.initialRttMs });
     this.breaker = opts.breaker;
+  }
+
+  /** "address:port" (IPv6 in brackets): unique in a cluster. */
+  static keyOf(cfg: Pick<EndpointConfig, 'address' | 'port'>): string {
+    return `${cfg.address.includes(':') ? `[${cfg.address}]` : cfg.address}:${cfg.port}`;
   }
 
   latencyEstimateMs(now: number): number {
