@@ -3,6 +3,7 @@
  * (`remora get instances`), as a table or for scripts. Invalid values found in etcd are listed
  * on stderr and skipped.
  */
+import { ROOT_NAMESPACE } from '../control-plane/resources/mtls-mode.js';
 import { KIND_NAMES, resolveKind } from '../control-plane/resources/kinds.js';
 import { endpointsPrefix } from '../control-plane/resources/keys.js';
 import type { InstanceRecord, Resource, ResourceKind, RouteSpec, StoredResource } from '../control-plane/resources/types.js';
@@ -51,8 +52,8 @@ const columns: { readonly [K in ResourceKind]: { readonly headers: readonly stri
     row: (r) => [r.spec.service, r.spec.action, String(r.spec.rules.length)],
   },
   MeshConfig: {
-    headers: ['TRUST-DOMAIN', 'MTLS'],
-    row: (r) => [r.spec.trustDomain, r.spec.mtlsMode],
+    headers: ['SCOPE', 'MTLS', 'TRUST-DOMAIN'],
+    row: (r) => [r.spec.service ?? (r.metadata.namespace === ROOT_NAMESPACE ? '(mesh)' : '(namespace)'), r.spec.mtlsMode, r.spec.trustDomain],
   },
 };
 

@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   get: async () => (await import('./get-command.js')).getCommand,
   delete: async () => (await import('./delete-command.js')).deleteCommand,
   status: async () => (await import('./status-command.js')).statusCommand,
+  ca: async () => (await import('./ca-command.js')).caCommand,
 };
 
 function topUsage(): string {

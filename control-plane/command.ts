@@ -8,6 +8,15 @@ import { listenHttp } from '../lib/json-http.js';
 import { DiscoveryServer } from './discovery/discovery-server.js';
 import { controlPlaneHttpServer } from './http-server.js';
 import { EtcdStore } from './store/etcd-store.js';
+import { readFile } from 'node:fs/promises';
+import { MeshCa } from './ca/mesh-ca.js';
+import { CaConfigError, startCa, type CaSettings } from './ca/ca-loader.js';
+import { CaStateError } from './ca/ca-state.js';
+import { PkiError } from '../lib/pki/x509.js';
+import { addCertificateService } from './ca/certificate-service.js';
+import { anyOf, type Authenticator } from './ca/authenticator.js';
+import { loadBootstrapTokens } from './ca/bootstrap-tokens.js';
+import { KubernetesTokenReviewer, inClusterTokenReviewOptions } from './ca/token-review.js';
 
 const FLAGS = {
   'etcd-endpoints': { type: 'list', help: 'etcd client URLs, comma-separated', default: 'http://127.0.0.1:2379' },
@@ -19,7 +28,65 @@ const FLAGS = {
   'lease-ttl-s': { type: 'int', help: 'etcd lease TTL for registrations: a dead replica\'s registrations vanish after this', default: 10 },
   'deregister-grace-ms': { type: 'int', help: 'how long a sidecar whose stream broke stays registered, waiting to reconnect', default: 10_000 },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON' },
+  ca: { type: 'string', help: 'mesh CA: etcd (a root kept in etcd, key encrypted), files (--ca-cert-file/--ca-key-file, e.g. an intermediate of your company root), or none (plaintext mesh)', default: 'etcd' },
+  'ca-key-passphrase-file': { type: 'string', help: 'with --ca etcd: file holding the passphrase (16+ characters) that encrypts the CA keys in etcd; the same on every replica' },
+  'ca-cert-file': { type: 'string', help: 'with --ca files: the CA certificate (and its chain) that signs workload certificates' },
+  'ca-key-file': { type: 'string', help: 'with --ca files: its private key' },
+  'ca-bundle-file': { type: 'string', help: 'with --ca files: the roots sidecars trust (default: the CA certificate itself)' },
+  'cert-ttl-s': { type: 'int', help: 'lifetime of workload certificates (sidecars may ask for less)', default: 86_400 },
+  'bootstrap-token-file': { type: 'string', help: 'tokens sidecars may present to get certificates, one per line: <token> [*|<ns>/*|<ns>/<sa>]' },
+  'kube-api-server': { type: 'string', help: 'check Kubernetes service-account tokens with this API server\'s TokenReview (default in a pod: the in-cluster API server)' },
+  'kube-token-file': { type: 'string', help: 'our own service-account token for the TokenReview call', default: '/var/run/secrets/kubernetes.io/serviceaccount/token' },
+  'kube-ca-file': { type: 'string', help: 'the API server\'s CA certificate', default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt' },
+  'token-audience': { type: 'list', help: 'audiences a sidecar token must be issued for (TokenReview)' },
 } as const satisfies FlagDefs;
+
+type Flags = ReturnType<typeof parseCommand<typeof FLAGS>>['flags'];
+
+function caSettings(flags: Flags): CaSettings {
+  switch (flags.ca) {
+    case 'none':
+      return { kind: 'none' };
+    case 'files':
+      if (!flags['ca-cert-file'] || !flags['ca-key-file']) throw new UsageError('--ca files needs --ca-cert-file and --ca-key-file');
+      return { kind: 'files', certFile: flags['ca-cert-file'], keyFile: flags['ca-key-file'], bundleFile: flags['ca-bundle-file'] };
+    case 'etcd':
+      if (!flags['ca-key-passphrase-file']) {
+        throw new UsageError(
+          'the mesh CA keeps its root key in etcd encrypted with a passphrase: give --ca-key-passphrase-file FILE (the same on every replica), ' +
+            'or --ca files with your own CA certificate and key, or --ca none for a plaintext mesh',
+        );
+      }
+      return { kind: 'etcd', passphraseFile: flags['ca-key-passphrase-file'] };
+    default:
+      throw new UsageError(`--ca must be etcd, files or none, got ${JSON.stringify(flags.ca)}`);
+  }
+}
+
+async function authenticators(flags: Flags): Promise<Authenticator[]> {
+  const list: Authenticator[] = [];
+  if (flags['bootstrap-token-file']) {
+    try {
+      list.push(await loadBootstrapTokens(flags['bootstrap-token-file']));
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+  if (flags['kube-api-server']) {
+    const caPem = await readFile(flags['kube-ca-file'], 'utf8').catch(() => undefined);
+    const tokenFile = flags['kube-token-file'];
+    list.push(new KubernetesTokenReviewer({
+      apiServer: flags['kube-api-server'],
+      bearerToken: async () => (await readFile(tokenFile, 'utf8')).trim(),
+      ...(caPem !== undefined ? { caPem } : {}),
+      ...(flags['token-audience'].length > 0 ? { audiences: flags['token-audience'] } : {}),
+    }));
+  } else {
+    const inCluster = inClusterTokenReviewOptions();
+    if (inCluster) list.push(new KubernetesTokenReviewer({ ...inCluster, ...(flags['token-audience'].length > 0 ? { audiences: flags['token-audience'] } : {}) }));
+  }
+  return list;
+}
 
 const SUMMARY = 'Run a control-plane replica: watch etcd, push config to sidecars, register their instances.';
 
@@ -33,11 +100,18 @@ export const controlPlaneCommand: Command = {
     }
     if (flags['etcd-endpoints'].length === 0) throw new UsageError('--etcd-endpoints needs at least one URL');
     if (flags['lease-ttl-s'] < 2) throw new UsageError('--lease-ttl-s must be at least 2');
+    if (flags['cert-ttl-s'] < 10) throw new UsageError('--cert-ttl-s must be at least 10');
+    const ca = caSettings(flags);
+    const auth = ca.kind === 'none' ? [] : await authenticators(flags);
     const replicaId = flags['replica-id'] ?? `${os.hostname()}-${process.pid}`;
     const log = createLogger('control-plane');
     const prefix = flags.prefix.endsWith('/') ? flags.prefix : `${flags.prefix}/`;
     const store = new EtcdStore({ endpoints: flags['etcd-endpoints'], prefix, leaseTtlSeconds: flags['lease-ttl-s'], replicaId });
-    const discovery = new DiscoveryServer({ store, replicaId, log, deregisterGraceMs: flags['deregister-grace-ms'] });
+    const meshCa = new MeshCa(flags['cert-ttl-s'], flags['cert-ttl-s']);
+    const discovery = new DiscoveryServer({ store, replicaId, log, deregisterGraceMs: flags['deregister-grace-ms'], ca: meshCa });
+    if (ca.kind !== 'none' && auth.length === 0) {
+      log.warn('no way to authenticate sidecars is configured (--bootstrap-token-file, --kube-api-server): every certificate request will be refused');
+    }
 
     const grpcServer = new grpc.Server({
       // Find dead sidecars (and let them find a dead replica) within seconds, not TCP timeouts.
@@ -47,6 +121,12 @@ export const controlPlaneCommand: Command = {
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     });
     discovery.addTo(grpcServer);
+    addCertificateService(grpcServer, {
+      ca: meshCa,
+      authenticator: ca.kind === 'none' ? undefined : anyOf(auth),
+      trustDomain: () => discovery.trustDomain(),
+      log,
+    });
     const port = await new Promise<number>((resolve, reject) =>
       grpcServer.bindAsync(`${flags.address}:${flags.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -60,6 +140,7 @@ export const controlPlaneCommand: Command = {
       if (stopping) return;
       stopping = true;
       log.info({ why }, 'stopping');
+      await caWatch?.close();
       await discovery.stop();
       grpcServer.forceShutdown();
       httpServer.close();
@@ -70,6 +151,22 @@ export const controlPlaneCommand: Command = {
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
 
+    let caWatch: { close(): Promise<void> } | undefined;
+    // The CA first: the first snapshot then already names the trust bundle, so sidecars start mTLS at once.
+    for (;;) {
+      try {
+        caWatch = await startCa(ca, store, meshCa, log, () => discovery.caChanged());
+        break;
+      } catch (err) {
+        if (err instanceof CaConfigError || err instanceof CaStateError || err instanceof PkiError) {
+          log.fatal({ err: err.message }, 'cannot start the mesh CA');
+          setTimeout(() => process.exit(1), 50);
+          return;
+        }
+        log.warn({ err: (err as Error).message }, 'cannot load the mesh CA from etcd; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     await discovery.start();
     log.info({ version: discovery.current()?.version }, 'control plane ready');
   },

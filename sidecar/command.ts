@@ -16,6 +16,9 @@ import { translateResources } from './discovery/translate.js';
 import { HealthState } from '../protos/gen/remora/mesh/v1/discovery.js';
 import { IdempotencyCatalog } from './idempotency/catalog.js';
 import { loadDescriptorSet } from './idempotency/descriptor-set.js';
+import { WorkloadIdentity, type CertificateSource } from './security/workload-identity.js';
+import { FileCertificateSource } from './security/file-source.js';
+import { CaClient } from './security/ca-client.js';
 
 const FLAGS = {
   'control-plane': { type: 'list', help: 'control-plane discovery addresses host:port, comma-separated (any replica)' },
@@ -42,6 +45,11 @@ const FLAGS = {
   'app-health-interval-ms': { type: 'int', help: 'check the local app with grpc.health.v1 this often; 0 = never (an app without a health service counts as serving)', default: 2_000 },
   'app-health-service': { type: 'string', help: 'service name sent in the local app\'s health Check ("" = the whole app)', default: '' },
   'descriptor-set': { type: 'list', help: 'FileDescriptorSet files (buf build -o, protoc --descriptor_set_out) telling which methods are idempotent, for retries; servers\' reflection is asked otherwise' },
+  'ca-token-file': { type: 'string', help: 'token proving our identity to the mesh CA: a bootstrap token, or a projected Kubernetes service-account token (re-read for every request)' },
+  'cert-ttl-s': { type: 'int', help: 'lifetime to ask the mesh CA for (0: the control plane\'s default, 24 h); renewed at about half of it', default: 0 },
+  'cert-file': { type: 'string', help: 'without a control plane: our certificate chain (PEM, spiffe:// URI SAN) for mTLS; re-read at half-life and on SIGHUP' },
+  'key-file': { type: 'string', help: 'with --cert-file: its private key (PEM)' },
+  'trust-bundle-file': { type: 'string', help: 'with --cert-file: the root certificates peers must chain to (PEM)' },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
   'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
@@ -61,6 +69,10 @@ function checkFlags(flags: Flags): void {
   }
   if (!DNS_LABEL.test(flags.service)) throw new UsageError(`--service must be a lower-case DNS label, got ${JSON.stringify(flags.service)}`);
   if (!DNS_LABEL.test(flags.namespace)) throw new UsageError(`--namespace must be a lower-case DNS label, got ${JSON.stringify(flags.namespace)}`);
+  const files = [flags['cert-file'], flags['key-file'], flags['trust-bundle-file']].filter((f) => f !== undefined).length;
+  if (files !== 0 && files !== 3) throw new UsageError('--cert-file, --key-file and --trust-bundle-file go together');
+  if (files === 3 && !flags.config) throw new UsageError('certificate files are for static config (--config); with a control plane, the mesh CA issues certificates');
+  if (flags['cert-ttl-s'] < 0) throw new UsageError('--cert-ttl-s must not be negative');
   for (const l of flags.labels) if (!/^[^=]+=.*$/.test(l)) throw new UsageError(`--labels entries must be key=value, got ${JSON.stringify(l)}`);
 }
 
@@ -103,6 +115,24 @@ function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log
   return client;
 }
 
+function workloadIdentity(flags: Flags, log: Logger, onChange: () => void): WorkloadIdentity | undefined {
+  let source: CertificateSource;
+  if (flags['cert-file'] && flags['key-file'] && flags['trust-bundle-file']) {
+    source = new FileCertificateSource({ certFile: flags['cert-file'], keyFile: flags['key-file'], trustBundleFile: flags['trust-bundle-file'] });
+  } else if (flags['control-plane'].length > 0) {
+    source = new CaClient({
+      controlPlanes: flags['control-plane'],
+      namespace: flags.namespace,
+      serviceAccount: flags['service-account'],
+      tokenFile: flags['ca-token-file'],
+      ttlSeconds: flags['cert-ttl-s'],
+    });
+  } else {
+    return undefined;
+  }
+  return new WorkloadIdentity(source, { log, onChange });
+}
+
 export const sidecarCommand: Command = {
   summary: SUMMARY,
   async run(argv) {
@@ -121,6 +151,7 @@ export const sidecarCommand: Command = {
       if (loaded.reason) throw new UsageError(`--descriptor-set ${file}: ${loaded.reason}`);
       descriptors.add(loaded.levels, file);
     }
+    const identity = workloadIdentity(flags, log, () => sidecar.tlsChanged());
     const sidecar = new Sidecar(
       {
         service: flags.service,
@@ -137,6 +168,7 @@ export const sidecarCommand: Command = {
         appHealthService: flags['app-health-service'],
         descriptors,
         onAppHealth: (serving) => discovery?.setHealth(serving),
+        ...(identity ? { identity, identityFromStart: flags['cert-file'] !== undefined } : {}),
       },
       config,
       // From a control plane the sidecar is not ready until its first snapshot is applied.
@@ -177,6 +209,7 @@ export const sidecarCommand: Command = {
     process.on('SIGINT', () => void stop('SIGINT'));
     process.on('SIGHUP', () => {
       if (!flags.config) return;
+      if (flags['cert-file']) void sidecar.rotateCertificate();
       loadStaticConfig(flags.config).then(
         (next) => sidecar.apply(next),
         (err: Error) => log.error({ err: err.message }, 'config reload rejected; keeping the last good config'),

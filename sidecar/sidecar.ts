@@ -10,6 +10,9 @@ import { createStreamHandler } from './proxy/handle-stream.js';
 import { Listener } from './listener/listener.js';
 import { AppHealth } from './app-health.js';
 import type { IdempotencyCatalog } from './idempotency/catalog.js';
+import type { IdentityStatus, WorkloadIdentity } from './security/workload-identity.js';
+import { guardInbound } from './security/inbound-gate.js';
+import { inboundPolicyFor, type InboundPolicy } from './security/inbound-policy.js';
 
 export interface SidecarOptions {
   readonly service: string;
@@ -29,6 +32,12 @@ export interface SidecarOptions {
   readonly onAppHealth?: (serving: boolean) => void;
   /** Method idempotency from supplied descriptor sets (wins over what reflection says). */
   readonly descriptors?: IdempotencyCatalog;
+  /**
+   * Our certificate, for mTLS both ways. Started here once a config names a trust bundle (a mesh
+   * with a CA), or at once when `identityFromStart` (certificates from files).
+   */
+  readonly identity?: WorkloadIdentity;
+  readonly identityFromStart?: boolean;
 }
 
 export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -46,10 +55,13 @@ export class Sidecar {
   private configured: boolean;
   private shuttingDown = false;
   private appHealth: AppHealth | undefined;
+  private inboundPolicy: InboundPolicy;
+  private identityStarted = false;
 
   constructor(private readonly opts: SidecarOptions, config: MeshConfig, configured = true) {
     this.appliedConfig = config;
     this.configured = configured;
+    this.inboundPolicy = inboundPolicyFor(config.security, opts.namespace, opts.service);
     this.outboundRouter = this.buildOutbound(config);
     this.localApp = new Cluster({
       name: `inbound|${opts.service}`,
@@ -64,8 +76,41 @@ export class Sidecar {
     );
     this.inbound = new Listener(
       { name: 'inbound', address: opts.inboundAddress, port: opts.inboundPort, log: opts.log },
-      createStreamHandler(() => this.inboundRouter),
+      guardInbound(createStreamHandler(() => this.inboundRouter), () => this.inboundPolicy),
     );
+  }
+
+  /** Called by the identity on every new certificate or trust bundle. */
+  tlsChanged(): void {
+    const material = this.opts.identity?.material;
+    if (material) this.inbound.setTls(material.serverOptions, material.certificate.spiffeId);
+  }
+
+  private applySecurity(config: MeshConfig): void {
+    this.inboundPolicy = inboundPolicyFor(config.security, this.opts.namespace, this.opts.service);
+    const identity = this.opts.identity;
+    const security = config.security;
+    if (!identity || !security || security.trustBundle.length === 0) return;
+    identity.setTrustBundle(security.trustBundle);
+    if (!this.identityStarted) {
+      this.identityStarted = true;
+      identity.start();
+    }
+    identity.setSigner(security.signer);
+  }
+
+  identityStatus(): IdentityStatus | undefined {
+    return this.identityStarted ? this.opts.identity?.status() : undefined;
+  }
+
+  /** Renew the certificate now (admin /rotate_cert); undefined when there is none to renew. */
+  rotateCertificate(): Promise<void> | undefined {
+    return this.identityStarted ? this.opts.identity?.rotate('requested through the admin port') : undefined;
+  }
+
+  /** mTLS is on for this sidecar (a mesh CA, or certificate files) and so a certificate is required. */
+  get needsCertificate(): boolean {
+    return this.identityStarted;
   }
 
   private buildOutbound(config: MeshConfig): Router {
@@ -76,7 +121,7 @@ export class Sidecar {
         existing.update(c);
         next.set(c.name, existing);
       } else {
-        next.set(c.name, new Cluster(c));
+        next.set(c.name, new Cluster(c, { clientTls: () => this.opts.identity?.material?.clientContext }));
       }
     }
     for (const [name, old] of this.clusters) if (!next.has(name)) old.close();
@@ -87,12 +132,18 @@ export class Sidecar {
   /** Swap in a new config; in-flight calls keep the objects they started with. */
   apply(config: MeshConfig): void {
     this.outboundRouter = this.buildOutbound(config);
+    this.applySecurity(config);
     this.appliedConfig = config;
     this.configured = true;
     this.opts.log.info({ version: config.version, clusters: config.clusters.length, routes: config.routes.length }, 'config applied');
   }
 
   async start(): Promise<{ outboundPort: number; inboundPort: number }> {
+    if (this.opts.identity && this.opts.identityFromStart) {
+      this.identityStarted = true;
+      this.opts.identity.start();
+    }
+    this.applySecurity(this.appliedConfig);
     const outboundPort = await this.outbound.listen();
     const inboundPort = await this.inbound.listen();
     this.state = 'serving';
@@ -112,7 +163,12 @@ export class Sidecar {
 
   /** Ready for traffic: listening, configured, not draining (Kubernetes readiness). */
   get ready(): boolean {
-    return this.state === 'serving' && this.configured && !this.shuttingDown && this.appServing;
+    return this.state === 'serving' && this.configured && !this.shuttingDown && this.appServing && this.certificateValid;
+  }
+
+  /** Holds a valid certificate, or needs none. */
+  get certificateValid(): boolean {
+    return !this.needsCertificate || this.opts.identity?.valid === true;
   }
 
   /** The local app answers health checks (always true when app checks are off). */
@@ -142,6 +198,7 @@ export class Sidecar {
     if (this.state === 'draining' || this.state === 'stopped') return 'drained';
     this.state = 'draining';
     this.appHealth?.stop();
+    this.opts.identity?.stop();
     const done = Promise.all([this.outbound.drain(), this.inbound.drain()]).then(() => 'drained' as const);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {

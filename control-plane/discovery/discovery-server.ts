@@ -11,6 +11,7 @@ import type { Store, Watch } from '../store/store.js';
 import { MeshState } from './mesh-state.js';
 import { PushScheduler } from './push-scheduler.js';
 import { encodeSnapshot, type EncodedSnapshot } from './snapshot.js';
+import { buildSecurityDoc, NO_CA, type CaView } from './security-doc.js';
 import { SidecarStream, type DiscoveryCall, type StreamHost } from './sidecar-stream.js';
 import { StatusWriter } from './status-writer.js';
 
@@ -20,6 +21,8 @@ export interface DiscoveryServerOptions {
   readonly log: Logger;
   /** How long a sidecar whose stream broke (not drained) stays registered, waiting for it to come back. */
   readonly deregisterGraceMs: number;
+  /** The mesh CA's trust bundle and signer, pushed with the config. */
+  readonly ca?: CaView;
 }
 
 /** The generated service, with snapshots written as pre-encoded bytes. */
@@ -101,12 +104,22 @@ export class DiscoveryServer implements StreamHost {
   }
 
   private push(): void {
-    const snap = encodeSnapshot(this.state);
+    const snap = encodeSnapshot(this.state, this.opts.ca);
     if (this.snapshot && snap.contentHash === this.snapshot.contentHash) return;
     this.snapshot = snap;
     this.pushes++;
     for (const s of this.streams) s.send(snap);
     if (this.opts.log.isLevelEnabled('debug')) this.opts.log.debug({ version: snap.version, resources: snap.resourceCount, sidecars: this.streams.size }, 'pushed');
+  }
+
+  /** The CA's roots or signer changed: push them. */
+  caChanged(): void {
+    if (this.snapshot) this.scheduler.changed();
+  }
+
+  /** The trust domain certificates are issued in (the mesh-wide MeshConfig's). */
+  trustDomain(): string {
+    return buildSecurityDoc(this.state, NO_CA).trustDomain;
   }
 
   register(stream: SidecarStream, instance: InstanceRecord): void {

@@ -7,12 +7,17 @@
  */
 import type { ClusterSpec, InstanceRecord, RouteSpec, StoredResource } from '../resources/types.js';
 import type { MeshState } from './mesh-state.js';
+import { buildSecurityDoc, NO_CA, type SecurityDoc } from './security-doc.js';
+import { resolveMtlsMode } from '../resources/mtls-mode.js';
+import { spiffeId } from '../../lib/pki/spiffe.js';
 
 export interface EndpointDoc {
   address: string;
   port: number;
   weight: number;
   labels: Record<string, string>;
+  /** The SPIFFE ID to require of the server: callers dial it with mTLS. */
+  identity?: string;
 }
 
 export interface ClusterDoc {
@@ -34,11 +39,23 @@ function matches(labels: Readonly<Record<string, string>>, subset: Readonly<Reco
   return true;
 }
 
-function endpointOf(i: InstanceRecord): EndpointDoc {
-  return { address: i.address, port: i.port, weight: 1, labels: { ...i.labels } };
+/** The identity callers must require of an instance, or undefined when its service takes plaintext only. */
+type IdentityOf = (i: InstanceRecord) => string | undefined;
+
+export function identityResolver(security: SecurityDoc): IdentityOf {
+  if (security.trustBundle.length === 0) return () => undefined;
+  return (i) =>
+    resolveMtlsMode(security.mtls, i.namespace, i.service) === 'DISABLED'
+      ? undefined
+      : spiffeId({ trustDomain: security.trustDomain, namespace: i.namespace, serviceAccount: i.serviceAccount });
 }
 
-export function buildSidecarConfig(state: MeshState): { clusters: ClusterDoc[]; routes: RouteDoc[] } {
+export function buildSidecarConfig(state: MeshState, security: SecurityDoc = buildSecurityDoc(state, NO_CA)): { clusters: ClusterDoc[]; routes: RouteDoc[] } {
+  const identityOf = identityResolver(security);
+  const endpointOf = (i: InstanceRecord): EndpointDoc => {
+    const identity = identityOf(i);
+    return { address: i.address, port: i.port, weight: 1, labels: { ...i.labels }, ...(identity !== undefined ? { identity } : {}) };
+  };
   const byService = new Map<string, InstanceRecord[]>();
   for (const i of state.instances.values()) {
     if (i.health !== 'SERVING') continue;
@@ -55,7 +72,7 @@ export function buildSidecarConfig(state: MeshState): { clusters: ClusterDoc[]; 
       const spec = (r as StoredResource<'Cluster'>).spec as ClusterSpec;
       const endpoints =
         spec.endpoints.length > 0
-          ? spec.endpoints.map((e) => ({ address: e.address, port: e.port, weight: e.weight, labels: { ...e.labels } }))
+          ? spec.endpoints.map((e) => ({ address: e.address, port: e.port, weight: e.weight, labels: { ...e.labels }, ...(e.identity !== undefined ? { identity: e.identity } : {}) }))
           : (byService.get(spec.service) ?? []).filter((i) => matches(i.labels, spec.subset)).map(endpointOf);
       clusters.set(r.metadata.name, {
         name: r.metadata.name,

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { StreamConfigResponse } from '../../protos/gen/remora/mesh/v1/discovery.js';
 import type { MeshState } from './mesh-state.js';
 import { buildSidecarConfig } from './sidecar-config.js';
+import { buildSecurityDoc, NO_CA, type CaView } from './security-doc.js';
 
 export interface EncodedSnapshot {
   readonly version: string;
@@ -18,11 +19,13 @@ export interface EncodedSnapshot {
   readonly builtAt: number;
 }
 
-export function encodeSnapshot(state: MeshState): EncodedSnapshot {
-  const { clusters, routes } = buildSidecarConfig(state);
+export function encodeSnapshot(state: MeshState, ca: CaView = NO_CA): EncodedSnapshot {
+  const security = buildSecurityDoc(state, ca);
+  const { clusters, routes } = buildSidecarConfig(state, security);
   const resources = [
     ...clusters.map((c) => ({ kind: 'cluster', name: c.name, json: JSON.stringify(c) })),
     ...routes.map((r) => ({ kind: 'route', name: r.name, json: JSON.stringify(r) })),
+    { kind: 'security', name: 'mesh', json: JSON.stringify(security) },
   ];
   const hash = createHash('sha256');
   for (const r of resources) hash.update(r.kind).update('\0').update(r.json).update('\0');

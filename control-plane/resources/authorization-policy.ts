@@ -1,4 +1,4 @@
-/** AuthorizationPolicy spec: who may call a service's methods. Enforced by the sidecar from issue 6. */
+/** AuthorizationPolicy spec: who may call a service's methods. Enforced by sidecar/security/authorization.ts. */
 import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
 import { at, strings } from './fields.js';
 import type { AuthorizationPolicySpec } from './types.js';

@@ -18,16 +18,21 @@ type Endpoint = ClusterSpec['endpoints'][number];
 
 const HTTP_HEADER = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
+const SPIFFE_ID = /^spiffe:\/\/[a-z0-9.-]+\/ns\/[a-z0-9]([-a-z0-9]*[a-z0-9])?\/sa\/[A-Za-z0-9._-]+$/;
+
 export function checkStaticEndpoint(c: Checker, v: unknown, path: string): Endpoint | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
-  c.known(o, path, ['address', 'port', 'weight', 'labels']);
+  c.known(o, path, ['address', 'port', 'weight', 'labels', 'identity']);
   const address = c.string(o.address, at(path, 'address'));
   const port = c.int(o.port, at(path, 'port'), 1, 65535);
   const weight = c.int(o.weight, at(path, 'weight'), 1, 1_000_000, 1);
   const labels = c.labels(o.labels, at(path, 'labels'));
+  const identity = o.identity === undefined
+    ? undefined
+    : c.string(o.identity, at(path, 'identity'), SPIFFE_ID, 'spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>');
   if (address === undefined || port === undefined || weight === undefined) return undefined;
-  return { address, port, weight, labels };
+  return { address, port, weight, labels, ...(identity !== undefined ? { identity } : {}) };
 }
 
 export function checkLoadBalancing(c: Checker, v: unknown, path: string): LoadBalancingSpec | undefined {

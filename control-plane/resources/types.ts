@@ -142,6 +142,8 @@ export interface StaticEndpoint {
   readonly port: number;
   readonly weight: number;
   readonly labels: Readonly<Record<string, string>>;
+  /** Dial with mTLS and require this SPIFFE ID of the server; absent: plaintext. */
+  readonly identity?: string;
 }
 
 /** Connection and policy settings a Cluster resource and the sidecar's cluster config share. */
@@ -164,7 +166,7 @@ export interface ClusterSpec extends ClusterPolicy {
   readonly endpoints: readonly StaticEndpoint[];
 }
 
-/** Stored and validated; enforced by the sidecar from issue 6 (identity and mTLS). */
+/** Who may call a service's methods; enforced by the service's sidecars on inbound calls. */
 export interface AuthorizationPolicySpec {
   /** The service the policy protects. */
   readonly service: string;
@@ -177,10 +179,15 @@ export interface AuthorizationPolicySpec {
   }[];
 }
 
-/** Stored and validated; enforced from issue 6 (identity and mTLS). */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLED';
+
+/** mTLS settings for the whole mesh (root namespace), one namespace, or one service in it. */
 export interface MeshConfigSpec {
+  /** Read from the mesh-wide MeshConfig only. */
   readonly trustDomain: string;
-  readonly mtlsMode: 'STRICT' | 'PERMISSIVE' | 'DISABLED';
+  readonly mtlsMode: MtlsMode;
+  /** Only this service of the resource's namespace. */
+  readonly service?: string;
 }
 
 export type SpecOf<K extends ResourceKind> = K extends 'Route'

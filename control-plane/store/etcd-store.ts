@@ -94,6 +94,34 @@ export class EtcdStore implements Store {
     };
   }
 
+  /** A document under `<prefix><path>` outside the resource areas (the CA's state), with its mod revision. */
+  async readDocument(path: string): Promise<{ value: string; modRevision: string } | undefined> {
+    this.assertOpen();
+    const res = await this.client.kv.range({ key: keyBuf(this.prefix + path) });
+    const kv = res.kvs[0];
+    return kv ? { value: kv.value.toString('utf8'), modRevision: kv.mod_revision } : undefined;
+  }
+
+  /** Writes the document only if it is still at `modRevision` ('0': only if absent). False if someone else wrote first. */
+  async writeDocument(path: string, value: string, modRevision: string): Promise<boolean> {
+    this.assertOpen();
+    const key = keyBuf(this.prefix + path);
+    const txn = await this.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
+      success: [{ request_put: { key, value: keyBuf(value) } }],
+    });
+    return txn.succeeded;
+  }
+
+  /** Calls `onChange` with each new value of the document (reconnecting by itself). */
+  async watchDocument(path: string, onChange: (value: string) => void): Promise<Watch> {
+    this.assertOpen();
+    const watcher = await this.client.watch().key(this.prefix + path).create();
+    watcher.on('put', (kv) => onChange(kv.value.toString('utf8')));
+    watcher.on('error', (err: Error) => this.log.warn({ err: err.message, path }, 'document watch error'));
+    return { close: async () => void (await watcher.cancel().catch(() => undefined)) };
+  }
+
   async applyResources(resources: readonly Resource[]): Promise<string> {
     return (await this.applyResourcesDetailed(resources)).revision;
   }

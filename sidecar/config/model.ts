@@ -13,6 +13,9 @@ import type {
   StaticEndpoint,
 } from '../../control-plane/resources/types.js';
 
+import type { SecurityConfig } from './security.js';
+
+export type { SecurityConfig };
 export type { CircuitBreakersSpec, HealthCheckSpec, LoadBalancingSpec, OutlierDetectionSpec };
 export type EndpointConfig = StaticEndpoint;
 
@@ -33,4 +36,6 @@ export interface MeshConfig {
   readonly version: string;
   readonly clusters: readonly ClusterConfig[];
   readonly routes: readonly RouteConfig[];
+  /** Absent: no mTLS settings pushed (plaintext, no authorization policies). */
+  readonly security?: SecurityConfig;
 }

@@ -13,6 +13,7 @@ import {
   checkStaticEndpoint,
 } from '../../control-plane/resources/cluster.js';
 import { checkRouteFields, ROUTE_SPEC_FIELDS, routeMatchKey } from '../../control-plane/resources/route.js';
+import { checkSecurity } from './security.js';
 import { FieldChecker } from '../../control-plane/resources/fields.js';
 
 export class ConfigError extends Error {
@@ -88,9 +89,10 @@ export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
   const c = new FieldChecker();
   const root = doc === undefined || doc === null ? {} : c.object(doc, '(root)');
   if (!root) throw new ConfigError(c.problems);
-  c.known(root, '(root)', ['clusters', 'routes']);
+  c.known(root, '(root)', ['clusters', 'routes', 'security']);
   const clusters = indexed(c.array(root.clusters, 'clusters') ?? [], (x, p) => checkCluster(c, x, p), 'clusters');
   const routes = indexed(c.array(root.routes, 'routes') ?? [], (x, p) => checkRoute(c, x, p), 'routes');
+  const security = checkSecurity(c, root.security, 'security');
 
   const names = new Set<string>();
   for (const [i, cl] of clusters) {
@@ -108,5 +110,5 @@ export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
     else byMatch.set(key, r);
   }
   if (c.problems.length > 0) throw new ConfigError(c.problems);
-  return deepFreeze({ version, clusters: clusters.map(([, x]) => x), routes: routes.map(([, x]) => x) });
+  return deepFreeze({ version, clusters: clusters.map(([, x]) => x), routes: routes.map(([, x]) => x), ...(security ? { security } : {}) });
 }

@@ -9,16 +9,27 @@ import { ConfigError, validateMeshConfig } from '../config/validate.js';
 export type TranslateResult = { config: MeshConfig; errors: [] } | { config: undefined; errors: ResourceError[] };
 
 const KIND_LIST = { cluster: 'clusters', route: 'routes' } as const;
+/** Kinds of which a snapshot holds at most one. */
+const SINGLE = new Set(['security']);
 
 export function translateResources(version: string, resources: readonly ConfigResource[]): TranslateResult {
   const errors: ResourceError[] = [];
-  const doc: { clusters: unknown[]; routes: unknown[] } = { clusters: [], routes: [] };
+  const doc: { clusters: unknown[]; routes: unknown[]; security?: unknown } = { clusters: [], routes: [] };
   const names: Record<'clusters' | 'routes', string[]> = { clusters: [], routes: [] };
   for (const r of resources) {
     const id = `${r.kind}/${r.name}`;
+    if (SINGLE.has(r.kind)) {
+      if (doc.security !== undefined) errors.push({ resource: id, message: 'a snapshot carries one security resource, got a second' });
+      try {
+        doc.security = JSON.parse(r.json);
+      } catch (err) {
+        errors.push({ resource: id, message: `body is not JSON: ${(err as Error).message}` });
+      }
+      continue;
+    }
     const list = KIND_LIST[r.kind as keyof typeof KIND_LIST];
     if (!list) {
-      errors.push({ resource: id, message: `unknown resource kind ${JSON.stringify(r.kind)} (this sidecar knows: ${Object.keys(KIND_LIST).join(', ')})` });
+      errors.push({ resource: id, message: `unknown resource kind ${JSON.stringify(r.kind)} (this sidecar knows: ${[...Object.keys(KIND_LIST), ...SINGLE].join(', ')})` });
       continue;
     }
     try {
@@ -37,6 +48,10 @@ export function translateResources(version: string, resources: readonly ConfigRe
         // "clusters[3].endpoints[0].port: ..." → resource "cluster/<name>", message "endpoints[0].port: ..."
         const m = /^(clusters|routes)\[(\d+)\]\.?(.*)$/s.exec(problem);
         const resource = m ? names[m[1] as 'clusters' | 'routes'][Number(m[2])] : undefined;
+        if (problem.startsWith('security.')) {
+          errors.push({ resource: 'security/mesh', message: problem.slice('security.'.length) });
+          continue;
+        }
         errors.push(resource ? { resource, message: m![3]! } : { resource: '', message: problem });
       }
     }

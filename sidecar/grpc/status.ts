@@ -53,6 +53,8 @@ export type SidecarErrorReason =
   | 'timeout'
   | 'overflow'
   | 'fault'
+  | 'mtls-required'
+  | 'denied'
   | 'internal';
 
 /**

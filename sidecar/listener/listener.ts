@@ -1,12 +1,18 @@
 /**
  * An HTTP/2 listener. A plain TCP server looks at the first bytes of each connection: the HTTP/2
- * preface goes to the h2 server; anything else (an HTTP/1.1 client on a gRPC port, say) gets a
- * readable HTTP/1.1 error instead of a bare GOAWAY. Tracks sessions so drain can GOAWAY them all.
+ * preface goes to the h2 server; a TLS ClientHello goes through a TLS 1.3 server that demands a
+ * client certificate chaining to the trust bundle (mTLS), then to the same h2 server; anything
+ * else (an HTTP/1.1 client on a gRPC port, say) gets a readable HTTP/1.1 error instead of a bare
+ * GOAWAY. Sniffing is what lets PERMISSIVE mode take plaintext and mTLS on one port; whether a
+ * plaintext call is then allowed is the inbound gate's decision. Tracks sessions so drain can
+ * GOAWAY them all.
  */
 import net, { type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
 import http2, { type Http2Session, type ServerHttp2Session } from 'node:http2';
 import type { Logger } from '../../lib/log.js';
 import type { StreamHandler } from '../proxy/handle-stream.js';
+import { rememberPeer, spiffeIdOf, tagSocket } from '../security/peer.js';
 import {
   CONNECTION_WINDOW_BYTES,
   MAX_CONCURRENT_STREAMS,
@@ -16,6 +22,9 @@ import {
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A TLS record carrying a handshake message: the first byte of every ClientHello. */
+const TLS_HANDSHAKE_RECORD = 0x16;
 
 export interface ListenerOptions {
   readonly name: string;
@@ -45,6 +54,10 @@ export class Listener {
   private readonly h2: http2.Http2Server;
   private readonly sessions = new Set<Http2Session>();
   private boundPort = 0;
+  private tlsServer: tls.Server | undefined;
+  private ownIdentity = '';
+  /** Handshakes refused (bad or missing client certificate, wrong CA, no SPIFFE ID, garbage). */
+  tlsRejected = 0;
 
   constructor(private readonly opts: ListenerOptions, onStream: StreamHandler) {
     this.h2 = http2.createServer({
@@ -53,6 +66,7 @@ export class Listener {
     });
     this.h2.on('stream', onStream);
     this.h2.on('session', (session: ServerHttp2Session) => {
+      rememberPeer(session);
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
       session.on('error', (err) => {
@@ -61,6 +75,45 @@ export class Listener {
       session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     });
     this.tcp = net.createServer({ noDelay: true }, (socket) => this.sniff(socket));
+  }
+
+  /**
+   * Accept mTLS with this certificate from now on (rotation: only new connections see it). Until
+   * the first call, TLS connections are closed: there is nothing to present.
+   */
+  setTls(options: tls.SecureContextOptions, ownIdentity: string): void {
+    this.ownIdentity = ownIdentity;
+    if (this.tlsServer) {
+      this.tlsServer.setSecureContext(options);
+      return;
+    }
+    const server = tls.createServer({
+      ...options,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['h2'],
+      handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => this.secured(socket));
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.tlsRejected++;
+      if (this.opts.log.isLevelEnabled('debug')) this.opts.log.debug({ err: err.message, remote: socket.remoteAddress, listener: this.opts.name }, 'mTLS handshake refused');
+      socket.destroy();
+    });
+    this.tlsServer = server;
+  }
+
+  private secured(socket: TLSSocket): void {
+    const identity = spiffeIdOf(socket.getPeerX509Certificate()?.subjectAltName);
+    if (identity === undefined || socket.alpnProtocol !== 'h2') {
+      // A valid chain but no (single) SPIFFE ID, or a peer that won't speak h2: not a mesh peer.
+      this.tlsRejected++;
+      this.opts.log.warn({ remote: socket.remoteAddress, alpn: socket.alpnProtocol, listener: this.opts.name }, 'mTLS peer refused: its certificate has no SPIFFE ID or it did not negotiate h2');
+      socket.destroy();
+      return;
+    }
+    tagSocket(socket, { identity, forwardedClientCert: `By=${this.ownIdentity};URI=${identity}` });
+    this.h2.emit('connection', socket);
   }
 
   private sniff(socket: Socket): void {
@@ -72,6 +125,14 @@ export class Listener {
       if (looksLikeHttp2(chunk)) {
         socket.unshift(chunk);
         this.h2.emit('connection', socket);
+      } else if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        if (!this.tlsServer) {
+          this.tlsRejected++;
+          socket.destroy();
+          return;
+        }
+        socket.unshift(chunk);
+        this.tlsServer.emit('connection', socket);
       } else {
         socket.end(http1Reply(this.opts.name));
       }

@@ -4,6 +4,7 @@
  * calls: healthy (active checks) and not ejected (passive outlier detection). Config updates keep
  * the endpoints whose address is unchanged, so live sessions survive a push; removed ones drain.
  */
+import type { SecureContext } from 'node:tls';
 import type { ClusterConfig, HealthCheckSpec, OutlierDetectionSpec } from '../config/model.js';
 import type { Balancer, PickContext } from './balancer.js';
 import { createBalancer, DEFAULT_LOAD_BALANCING } from './balancers.js';
@@ -29,6 +30,12 @@ export const HELD_PENDING = 2;
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+/** What a cluster needs from the sidecar around it. */
+export interface ClusterDeps {
+  /** Our workload certificate's client context, for endpoints reached with mTLS. */
+  readonly clientTls?: () => SecureContext | undefined;
+}
+
 export class Cluster implements CallObserver, ConnectionGate {
   readonly name: string;
   private endpoints = new Map<string, Endpoint>();
@@ -46,7 +53,7 @@ export class Cluster implements CallObserver, ConnectionGate {
   /** Why the last reflection attempt learned nothing (for /clusters). */
   private reflectionProblem: string | undefined;
 
-  constructor(cfg: ClusterConfig) {
+  constructor(cfg: ClusterConfig, private readonly deps: ClusterDeps = {}) {
     this.name = cfg.name;
     this.cfg = cfg;
     this.balancer = createBalancer<Endpoint>(cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING);
@@ -66,8 +73,8 @@ export class Cluster implements CallObserver, ConnectionGate {
     for (const e of cfg.endpoints) {
       const key = Endpoint.keyOf(e);
       const old = this.endpoints.get(key);
-      // Same address and weight: keep the old object, its warm sessions and its statistics.
-      if (old && old.weight === e.weight && !breakersChanged) {
+      // Same address, weight and identity: keep the old object, its warm sessions and its statistics.
+      if (old && old.weight === e.weight && old.identity === e.identity && !breakersChanged) {
         next.set(key, old);
         continue;
       }
@@ -75,6 +82,7 @@ export class Cluster implements CallObserver, ConnectionGate {
         connectTimeoutMs: cfg.connectTimeoutMs,
         maxSessionAgeMs: cfg.maxSessionAgeMs,
         connections: this,
+        ...(this.deps.clientTls ? { clientTls: this.deps.clientTls } : {}),
         ...(cfg.circuitBreakers ? { breaker: new EndpointBreaker() } : {}),
         ...(typicalRttMs !== undefined ? { initialRttMs: typicalRttMs } : {}),
       }));

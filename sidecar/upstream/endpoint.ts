@@ -5,6 +5,9 @@
  * Failed connects back off exponentially, and calls during the backoff fail fast.
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
+import net from 'node:net';
+import type { PeerCertificate, SecureContext } from 'node:tls';
+import { spiffeIdOf } from '../security/peer.js';
 import type { EndpointConfig } from '../config/model.js';
 import { fullJitterBackoff } from './backoff.js';
 import { CONNECTION_WINDOW_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from './h2-settings.js';
@@ -39,6 +42,8 @@ export interface EndpointOptions {
   readonly breaker?: EndpointBreaker;
   /** Latency estimate before the first response (the cluster passes its current typical value). */
   readonly initialRttMs?: number;
+  /** Our workload certificate for mTLS, read at each connect (so rotation reaches new connections only). */
+  readonly clientTls?: () => SecureContext | undefined;
 }
 
 /** Every session is busy and the cluster's max-connections breaker forbids another. */
@@ -65,6 +70,8 @@ export class Endpoint implements BalancedEndpoint {
   readonly port: number;
   readonly weight: number;
   readonly labels: Readonly<Record<string, string>>;
+  /** The SPIFFE ID the server must present: set means mTLS, unset means plaintext. */
+  readonly identity: string | undefined;
   /** Calls in flight to this endpoint: the least-request balancers read this. */
   activeRequests = 0;
   private readonly url: string;
@@ -83,7 +90,8 @@ export class Endpoint implements BalancedEndpoint {
     this.weight = cfg.weight;
     this.labels = cfg.labels;
     this.key = Endpoint.keyOf(cfg);
-    this.url = `http://${this.key}`;
+    this.identity = cfg.identity;
+    this.url = `${cfg.identity === undefined ? 'http' : 'https'}://${this.key}`;
     this.ewma = new PeakEwma(Date.now(), opts.initialRttMs === undefined ? {} : { defaultRttMs: opts.initialRttMs });
     this.breaker = opts.breaker;
   }
@@ -135,8 +143,36 @@ export class Endpoint implements BalancedEndpoint {
     return this.open(now);
   }
 
+  private connectOptions(): http2.SecureClientSessionOptions {
+    const expected = this.identity;
+    if (expected === undefined) return CONNECT_OPTIONS;
+    const secureContext = this.opts.clientTls?.();
+    if (secureContext === undefined) {
+      // No certificate of our own yet: fail this connect like any other, with the reason.
+      return {
+        ...CONNECT_OPTIONS,
+        createConnection: () => {
+          const socket = new net.Socket();
+          process.nextTick(() => socket.destroy(Object.assign(new Error(`no workload certificate yet for mTLS to ${expected}`), { code: 'NO_WORKLOAD_CERTIFICATE' })));
+          return socket;
+        },
+      };
+    }
+    return {
+      ...CONNECT_OPTIONS,
+      secureContext,
+      // The chain is checked against the trust bundle by TLS; the name that counts is the SPIFFE ID
+      // the control plane says serves this endpoint, not a DNS name.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const got = spiffeIdOf(cert.subjectaltname);
+        if (got === expected) return undefined;
+        return Object.assign(new Error(`server identity ${got ?? '(no SPIFFE ID)'} is not the expected ${expected}`), { code: 'ERR_REMORA_PEER_IDENTITY' });
+      },
+    };
+  }
+
   private open(now: number): PooledSession {
-    const session = http2.connect(this.url, CONNECT_OPTIONS);
+    const session = http2.connect(this.url, this.connectOptions());
     // Until this session's SETTINGS arrive, assume what the peer said on earlier sessions, or no
     // limit for a peer never seen (RFC 9113's default), so a burst shares the one connecting
     // session instead of each call opening its own. (node's remoteSettings cannot be trusted before
@@ -177,7 +213,8 @@ export class Endpoint implements BalancedEndpoint {
 
   private connectFailed(err: NodeJS.ErrnoException): void {
     this.consecutiveConnectFailures++;
-    this.lastConnectError = err.code ?? err.message;
+    // ECONNREFUSED says it all; TLS failures need their message (which certificate, why).
+    this.lastConnectError = err.code === undefined ? err.message : /^E[A-Z]+$/.test(err.code) ? err.code : `${err.code}: ${err.message}`;
     const delay = fullJitterBackoff(this.consecutiveConnectFailures, this.opts.backoffBaseMs ?? 100, this.opts.backoffCapMs ?? 5_000);
     this.backoffUntil = Date.now() + Math.max(delay, 10);
   }

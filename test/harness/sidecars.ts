@@ -88,6 +88,8 @@ export async function startControlPlane(etcdEndpoints: string[], extraArgs: stri
       '--port', '0',
       '--http-port', '0',
       ...(replicaId ? ['--replica-id', replicaId] : []),
+      // Plaintext unless the test sets up a CA (meshCredentials()).
+      ...(extraArgs.includes('--ca') ? [] : ['--ca', 'none']),
       ...extraArgs,
     ],
     { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn' } },
