@@ -11,9 +11,9 @@ import { UNARY_PATH } from './echo-service.js';
 import { describeMachine, renderReport } from './report.js';
 import { runScenario, type LoadSettings } from './run-scenario.js';
 import { summariseAll, type RoundRun } from './summary.js';
-import { SCENARIOS, startTopology, type ScenarioName, type Topology } from './topology.js';
+import { MTLS_SCENARIOS, SCENARIOS, startTopology, type ScenarioName, type Topology } from './topology.js';
 
-const SUMMARY = 'Benchmark the sidecar hot path: direct vs one sidecar vs two sidecars, unary gRPC echo.';
+const SUMMARY = 'Benchmark the sidecar hot path: direct vs one sidecar vs two sidecars (plaintext and mTLS), unary gRPC echo.';
 
 const defs = {
   mode: { type: 'string', default: 'closed', help: 'closed (fixed concurrency) or open (fixed arrival rate, needs --rps)' },
@@ -31,7 +31,7 @@ const defs = {
   repeat: { type: 'int', default: 1, help: 'interleave the scenarios this many times and report medians' },
   json: { type: 'string', help: 'also write machine-readable results to this file' },
   'cpu-prof': { type: 'string', help: 'start sidecars with node --cpu-prof, writing profiles to this directory' },
-  'sidecar-script': { type: 'string', help: 'run this node script instead of `remora sidecar` (same flags), e.g. to compare a baseline proxy' },
+  'sidecar-script': { type: 'string', help: 'run this node script instead of `remora sidecar` (same flags), e.g. to compare a baseline proxy; leaves out the mTLS scenarios' },
   'sidecar-log-level': { type: 'string', default: 'warn', help: 'REMORA_LOG_LEVEL for the sidecars' },
 } as const satisfies FlagDefs;
 
@@ -67,9 +67,16 @@ function plan(flags: Flags): BenchPlan {
     if (!known) throw new UsageError(`unknown scenario ${JSON.stringify(s)} (known: ${SCENARIOS.join(', ')})`);
     if (!scenarios.includes(known)) scenarios.push(known);
   }
-  if (scenarios.length === 0) throw new UsageError('--scenarios is empty');
+  // Another script knows nothing of certificates: with --sidecar-script the default list leaves
+  // the mTLS scenarios out, and naming one is an error.
+  const mtls = scenarios.filter((s) => MTLS_SCENARIOS.includes(s));
+  if (flags['sidecar-script'] && mtls.length > 0 && flags.scenarios.join(',') !== SCENARIOS.join(',')) {
+    throw new UsageError(`--sidecar-script cannot run ${mtls.join(', ')} (the certificate flags are remora sidecar's); leave it out of --scenarios`);
+  }
+  const chosen = flags['sidecar-script'] ? scenarios.filter((s) => !mtls.includes(s)) : scenarios;
+  if (chosen.length === 0) throw new UsageError('--scenarios is empty');
   return Object.freeze({
-    scenarios,
+    scenarios: chosen,
     load: Object.freeze({
       authority: flags.authority,
       path: UNARY_PATH,
@@ -105,6 +112,7 @@ function describeSettings(p: BenchPlan): string {
     `repeat ${p.repeat}${p.repeat > 1 ? ' (medians)' : ''}`,
     `authority ${l.authority}`,
     `scenarios ${p.scenarios.join(',')}`,
+    ...(p.scenarios.some((s) => MTLS_SCENARIOS.includes(s)) ? ['mTLS hop: TLS 1.3, RSA 2048 certificates from a bench root, server sidecar STRICT'] : []),
     ...(p.sidecarScript ? [`sidecar script ${p.sidecarScript}`] : []),
     ...(p.cpuProfDir ? ['sidecars under --cpu-prof'] : []),
   ].join('; ');
@@ -138,13 +146,18 @@ async function runPlan(p: BenchPlan): Promise<RoundRun[]> {
       sidecarScript: p.sidecarScript,
       sidecarLogLevel: p.sidecarLogLevel,
     });
+    // Before measuring: each scenario is what it says (two-hop-mtls: the hop really is mTLS).
+    for (const target of topology.targets.values()) await target.verify?.();
     const runs: RoundRun[] = [];
     for (let round = 0; round < p.repeat; round++) {
       // Rotate the order each round so no scenario always runs first (cold) or last (hot machine).
       const order = p.scenarios.map((_, i) => p.scenarios[(i + round) % p.scenarios.length]!);
       for (const scenario of order) {
-        const run = await runScenario(topology.targets.get(scenario)!, topology.echo, p.load);
+        const target = topology.targets.get(scenario)!;
+        const run = await runScenario(target, topology.echo, p.load);
         assertAlive(topology);
+        // And still so after the run (outside the measured window).
+        await target.verify?.();
         runs.push({ ...run, round });
         const l = run.load;
         process.stderr.write(

@@ -24,6 +24,7 @@ export function describeMachine(): Machine {
 const f = (n: number, digits: number): string => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const ms = (n: number): string => f(n, n < 10 ? 3 : 1);
 const signed = (n: number): string => (n >= 0 ? '+' : '') + ms(n);
+const signedUs = (n: number): string => (n >= 0 ? '+' : '') + f(n, 0);
 
 function table(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const line = (cells: readonly string[]): string => `| ${cells.join(' | ')} |`;
@@ -58,10 +59,36 @@ export function renderReport(machine: Machine, settings: string, rows: readonly 
       return [r.scenario, f(r.loadgenCpuUsPerRequest, 0), f(r.echoCpuUsPerRequest, 0), f(side, 0), f(r.loadgenCpuUsPerRequest + r.echoCpuUsPerRequest + side, 0)];
     }),
   );
+  const mtlsRows = rows.filter((r) => r.vsPlaintext);
+  const mtls = table(
+    ['scenario', 'against', 'rps', 'p50 ms', 'p99 ms', 'added sidecar CPU µs/req (per hop)', 'added total sidecar CPU µs/req'],
+    mtlsRows.map((r) => {
+      const v = r.vsPlaintext!;
+      return [
+        r.scenario,
+        v.scenario,
+        `${f(v.rpsRatio, 2)}×`,
+        signed(v.addedP50Ms),
+        signed(v.addedP99Ms),
+        v.addedCpuUsPerRequest.map(signedUs).join(' / '),
+        signedUs(v.addedCpuUsPerRequest.reduce((n, x) => n + x, 0)),
+      ];
+    }),
+  );
   const notes: string[] = [];
   for (const r of rows) {
     if (r.errors > 0) notes.push(`WARNING: ${r.scenario} had ${r.errors} failed calls: ${JSON.stringify(r.errorsByKind)}`);
     if (r.drops > 0) notes.push(`WARNING: ${r.scenario} dropped ${r.drops} arrivals at the in-flight cap (open loop): the system could not keep up`);
   }
-  return [header, '', main, '', 'CPU per request by process (all processes share this machine\'s cores):', '', cpu, ...(notes.length ? ['', ...notes] : [])].join('\n');
+  return [
+    header,
+    '',
+    main,
+    '',
+    'CPU per request by process (all processes share this machine\'s cores):',
+    '',
+    cpu,
+    ...(mtlsRows.length ? ['', 'The cost of mTLS: each run against the plaintext run of the same round, medians:', '', mtls] : []),
+    ...(notes.length ? ['', ...notes] : []),
+  ].join('\n');
 }

@@ -1,10 +1,11 @@
 /**
  * Folds repeated runs into one row per scenario (median of each metric, since this machine is
- * noisy and a median ignores one bad round) and derives the cost of each hop against `direct`.
+ * noisy and a median ignores one bad round) and derives the cost of each hop against `direct`,
+ * and of mTLS against the same topology in plaintext.
  */
 import { median } from './histogram.js';
 import type { ScenarioRun } from './run-scenario.js';
-import { HOPS, type ScenarioName } from './topology.js';
+import { HOPS, PLAINTEXT_TWIN, type ScenarioName } from './topology.js';
 
 export interface SidecarSummary {
   readonly role: string;
@@ -17,6 +18,16 @@ export interface VsDirect {
   readonly rpsRatio: number;
   readonly addedP50MsPerHop: number;
   readonly addedP99MsPerHop: number;
+}
+
+/** An mTLS scenario against its plaintext twin (`two-hop-mtls` against `two-hop`), same rounds. */
+export interface VsPlaintext {
+  readonly scenario: ScenarioName;
+  readonly rpsRatio: number;
+  readonly addedP50Ms: number;
+  readonly addedP99Ms: number;
+  /** Per sidecar, in request order: the CPU µs per call mTLS adds to it. */
+  readonly addedCpuUsPerRequest: readonly number[];
 }
 
 export interface ScenarioSummary {
@@ -37,6 +48,7 @@ export interface ScenarioSummary {
   readonly echoCpuUsPerRequest: number;
   readonly loadgenCpuUsPerRequest: number;
   readonly vsDirect?: VsDirect;
+  readonly vsPlaintext?: VsPlaintext;
 }
 
 function summarise(scenario: ScenarioName, runs: readonly ScenarioRun[]): ScenarioSummary {
@@ -83,10 +95,31 @@ function vsDirect(run: RoundRun, direct: RoundRun, hops: number): VsDirect {
   };
 }
 
+/** Like vsDirect: each round's run against the same round's plaintext twin, then the median. */
+function vsPlaintext(mine: readonly RoundRun[], runs: readonly RoundRun[], twin: ScenarioName): VsPlaintext | undefined {
+  const pairs: [RoundRun, RoundRun][] = [];
+  for (const run of mine) {
+    const plain = runs.find((r) => r.scenario === twin && r.round === run.round);
+    if (plain && plain.sidecars.length === run.sidecars.length) pairs.push([run, plain]);
+  }
+  if (pairs.length === 0) return undefined;
+  const m = (f: (run: RoundRun, plain: RoundRun) => number): number => median(pairs.map(([run, plain]) => f(run, plain)));
+  return {
+    scenario: twin,
+    rpsRatio: m((run, plain) => (plain.load.rps > 0 ? run.load.rps / plain.load.rps : 0)),
+    addedP50Ms: m((run, plain) => run.load.latency.p50Ms - plain.load.latency.p50Ms),
+    addedP99Ms: m((run, plain) => run.load.latency.p99Ms - plain.load.latency.p99Ms),
+    addedCpuUsPerRequest: pairs[0]![0].sidecars.map((_, i) => m((run, plain) => run.sidecars[i]!.cpuUsPerRequest - plain.sidecars[i]!.cpuUsPerRequest)),
+  };
+}
+
 export function summariseAll(order: readonly ScenarioName[], runs: readonly RoundRun[]): ScenarioSummary[] {
   return order.map((scenario) => {
     const mine = runs.filter((r) => r.scenario === scenario);
-    const row = summarise(scenario, mine);
+    let row = summarise(scenario, mine);
+    const twin = PLAINTEXT_TWIN[scenario];
+    const plain = twin === undefined ? undefined : vsPlaintext(mine, runs, twin);
+    if (plain) row = { ...row, vsPlaintext: plain };
     if (row.hops === 0) return row;
     const pairs: VsDirect[] = [];
     for (const run of mine) {

@@ -6,11 +6,20 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, startNode, startRemora, type Proc } from '../lib/processes.js';
+import { ROOT_NAMESPACE } from '../control-plane/resources/mtls-mode.js';
+import type { MtlsMode } from '../control-plane/resources/types.js';
+import { verifyMtlsPair, writeBenchPki, type WorkloadFiles } from './mtls.js';
 
-export const SCENARIOS = ['direct', 'one-hop', 'two-hop'] as const;
+export const SCENARIOS = ['direct', 'one-hop', 'two-hop', 'two-hop-mtls'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-export const HOPS: Readonly<Record<ScenarioName, number>> = { direct: 0, 'one-hop': 1, 'two-hop': 2 };
+export const HOPS: Readonly<Record<ScenarioName, number>> = { direct: 0, 'one-hop': 1, 'two-hop': 2, 'two-hop-mtls': 2 };
+
+/** Scenarios whose sidecars run with certificates: only `remora sidecar` knows those flags. */
+export const MTLS_SCENARIOS: readonly ScenarioName[] = ['two-hop-mtls'];
+
+/** The same topology without mTLS: the report sets each mTLS scenario against it. */
+export const PLAINTEXT_TWIN: Readonly<Partial<Record<ScenarioName, ScenarioName>>> = { 'two-hop-mtls': 'two-hop' };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ECHO_SERVER_SCRIPT = path.join(here, 'echo-server.js');
@@ -26,6 +35,11 @@ export interface Target {
   readonly port: number;
   /** In request order: the first is the one the load generator talks to. */
   readonly sidecars: readonly SidecarProc[];
+  /**
+   * Throws unless the scenario measures what it says (for `two-hop-mtls`: that the hop between the
+   * sidecars is mTLS and plaintext is refused). Run before the first round and after every run.
+   */
+  readonly verify?: () => Promise<void>;
 }
 
 export interface Topology {
@@ -45,6 +59,11 @@ export interface TopologyOptions {
   /** Run this node script instead of `remora sidecar`, with the same flags (e.g. a baseline proxy). */
   readonly sidecarScript?: string;
   readonly sidecarLogLevel: string;
+  /**
+   * mTLS mode of the server sidecar in `two-hop-mtls` (default STRICT, so the pair cannot fall
+   * back to plaintext). Anything else makes Target.verify fail: only for testing that check.
+   */
+  readonly serverMtlsMode?: MtlsMode;
 }
 
 const usedPorts = new Set<number>();
@@ -60,12 +79,23 @@ async function port(): Promise<number> {
   throw new Error('could not find a free port');
 }
 
-async function writeConfig(file: string, cluster: string, endpointPort: number): Promise<void> {
+/** A sidecar with a certificate: who it is, whom its cluster's endpoint must be, its inbound mode. */
+interface SidecarTls {
+  readonly own: WorkloadFiles;
+  /** SPIFFE ID the cluster's endpoint must present: the endpoint is dialled with mTLS. */
+  readonly upstreamIdentity?: string;
+  /** Mesh-wide mTLS mode for this sidecar's inbound listener (a `security.mtls` rule). */
+  readonly inboundMode?: MtlsMode;
+}
+
+async function writeConfig(file: string, cluster: string, endpointPort: number, tls?: SidecarTls): Promise<void> {
+  const identity = tls?.upstreamIdentity ? `, identity: "${tls.upstreamIdentity}"` : '';
   const yaml = [
     'clusters:',
     `  - name: ${cluster}`,
     '    endpoints:',
-    `      - { address: 127.0.0.1, port: ${endpointPort} }`,
+    `      - { address: 127.0.0.1, port: ${endpointPort}${identity} }`,
+    ...(tls?.inboundMode ? ['security:', '  mtls:', `    - { namespace: ${ROOT_NAMESPACE}, mode: ${tls.inboundMode} }`] : []),
     '',
   ].join('\n');
   await writeFile(file, yaml);
@@ -74,6 +104,7 @@ async function writeConfig(file: string, cluster: string, endpointPort: number):
 interface StartedSidecar extends SidecarProc {
   readonly outboundPort: number;
   readonly inboundPort: number;
+  readonly adminPort: number;
 }
 
 async function startSidecar(
@@ -82,10 +113,19 @@ async function startSidecar(
   service: string,
   appPort: number,
   clusterPort: number,
+  tls?: SidecarTls,
 ): Promise<StartedSidecar> {
   const config = path.join(opts.workDir, `${role}.yaml`);
-  await writeConfig(config, opts.cluster, clusterPort);
+  await writeConfig(config, opts.cluster, clusterPort, tls);
   const [outboundPort, inboundPort, adminPort, statsPort] = [await port(), await port(), await port(), await port()];
+  const tlsArgs = tls
+    ? [
+        '--service-account', tls.own.serviceAccount,
+        '--cert-file', tls.own.certFile,
+        '--key-file', tls.own.keyFile,
+        '--trust-bundle-file', tls.own.trustBundleFile,
+      ]
+    : [];
   const args = [
     '--config', config,
     '--service', service,
@@ -97,6 +137,7 @@ async function startSidecar(
     '--inbound-port', String(inboundPort),
     '--admin-port', String(adminPort),
     '--stats-port', String(statsPort),
+    ...tlsArgs,
   ];
   const nodeArgs = opts.cpuProfDir
     ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `sidecar-${role}.cpuprofile`]
@@ -106,7 +147,7 @@ async function startSidecar(
   const proc = opts.sidecarScript
     ? await startNode(opts.sidecarScript, args, { nodeArgs, env, waitPorts })
     : await startRemora(['sidecar', ...args], { nodeArgs, env, waitPorts });
-  return { role, proc, outboundPort, inboundPort };
+  return { role, proc, outboundPort, inboundPort, adminPort };
 }
 
 export async function startTopology(opts: TopologyOptions): Promise<Topology> {
@@ -126,17 +167,37 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
       started.push(s.proc);
       return s;
     };
+    const pki = opts.scenarios.some((s) => MTLS_SCENARIOS.includes(s)) ? await writeBenchPki(opts.workDir) : undefined;
     for (const scenario of opts.scenarios) {
       if (scenario === 'direct') {
         targets.set(scenario, { scenario, port: echoPort, sidecars: [] });
       } else if (scenario === 'one-hop') {
         const a = track(await startSidecar(opts, 'one-hop', 'bench-client', echoPort, echoPort));
         targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a] });
-      } else {
+      } else if (scenario === 'two-hop') {
         // B fronts the echo server (inbound → app); A's cluster points at B's inbound listener.
         const b = track(await startSidecar(opts, 'two-hop-b', opts.cluster, echoPort, echoPort));
         const a = track(await startSidecar(opts, 'two-hop-a', 'bench-client', await port(), b.inboundPort));
         targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b] });
+      } else {
+        // As two-hop, but A dials B with mTLS (B's identity named on the endpoint) and B, STRICT,
+        // refuses plaintext. Each holds a certificate from the bench's own root.
+        const { client, server } = pki!;
+        const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort, {
+          own: server,
+          inboundMode: opts.serverMtlsMode ?? 'STRICT',
+        }));
+        const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort, {
+          own: client,
+          upstreamIdentity: server.spiffeId,
+        }));
+        const pair = {
+          scenario,
+          cluster: opts.cluster,
+          client: { role: a.role, adminPort: a.adminPort, outboundPort: a.outboundPort, identity: client.spiffeId },
+          server: { role: b.role, adminPort: b.adminPort, inboundPort: b.inboundPort, identity: server.spiffeId },
+        };
+        targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b], verify: () => verifyMtlsPair(pair) });
       }
     }
     return { echo, targets, stop };

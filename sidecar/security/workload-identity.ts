@@ -167,10 +167,12 @@ export class WorkloadIdentity {
   }
 
   private scheduleRenewal(c: WorkloadCertificate): void {
-    const lifetime = c.notAfter.getTime() - c.notBefore.getTime();
-    const jitter = (Math.random() - 0.5) * 0.1 * lifetime;
-    const at = c.notBefore.getTime() + lifetime * (this.opts.renewAt ?? 0.5) + jitter;
-    this.arm(Math.max(at - Date.now(), 0), 'renewal at half-life');
+    // Half of the life left now, not of notAfter - notBefore: CAs backdate notBefore for clock skew
+    // (ours by a minute), which for a short-lived certificate would put "half-life" in the past.
+    const now = Date.now();
+    const left = c.notAfter.getTime() - now;
+    const jitter = (Math.random() - 0.5) * 0.1 * left;
+    this.arm(Math.max(left * (this.opts.renewAt ?? 0.5) + jitter, 0), 'renewal at half-life');
   }
 
   private retryLater(): void {
