@@ -1,10 +1,12 @@
 import test from 'ava';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { LatencyHistogram, median } from '../bench/histogram.js';
+import { SCENARIOS, startTopology } from '../bench/topology.js';
+import { certificateInfo } from '../lib/pki/x509.js';
 import { remoraBin } from '../lib/processes.js';
 
 const run = promisify(execFile);
@@ -46,10 +48,22 @@ test('median of odd, even and empty lists', (t) => {
 });
 
 interface BenchJson {
-  summary: { scenario: string; requests: number; errors: number; rps: number }[];
+  settings: { scenarios: string[] };
+  summary: {
+    scenario: string;
+    requests: number;
+    errors: number;
+    rps: number;
+    sidecars: { role: string; cpuUsPerRequest: number }[];
+    vsPlaintext?: { scenario: string; rpsRatio: number; addedCpuUsPerRequest: number[] };
+  }[];
 }
 
-test('remora bench runs direct and one-hop end to end', async (t) => {
+test('the default scenarios put two-hop-mtls right after two-hop', (t) => {
+  t.deepEqual([...SCENARIOS], ['direct', 'one-hop', 'two-hop', 'two-hop-mtls']);
+});
+
+test.serial('remora bench runs direct and one-hop end to end', async (t) => {
   t.timeout(45_000);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'remora-bench-test-'));
   try {
@@ -64,6 +78,70 @@ test('remora bench runs direct and one-hop end to end', async (t) => {
       t.true(s.requests > 0, `${s.scenario} completed no requests`);
       t.is(s.errors, 0, `${s.scenario} had errors`);
       t.true(s.rps > 0, `${s.scenario} rps`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('remora bench two-hop-mtls: measured over mTLS, set against two-hop', async (t) => {
+  t.timeout(50_000);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'remora-bench-test-'));
+  try {
+    const json = path.join(dir, 'bench.json');
+    const args = ['bench', '--scenarios', 'two-hop,two-hop-mtls', '--duration-s', '1.5', '--warmup-s', '0.5', '--connections', '2', '--streams', '2', '--json', json];
+    const { stdout } = await run(process.execPath, [remoraBin, ...args], { timeout: 45_000 });
+    t.regex(stdout, /\| two-hop \|/);
+    t.regex(stdout, /\| two-hop-mtls \|/);
+    t.regex(stdout, /The cost of mTLS/);
+    t.regex(stdout, /\| two-hop-mtls \| two-hop \| [\d.]+× \|/);
+    const result = JSON.parse(await readFile(json, 'utf8')) as BenchJson;
+    t.deepEqual(result.settings.scenarios, ['two-hop', 'two-hop-mtls']);
+    t.deepEqual(result.summary.map((s) => s.scenario), ['two-hop', 'two-hop-mtls']);
+    for (const s of result.summary) {
+      t.true(s.requests > 0, `${s.scenario} completed no requests`);
+      t.is(s.errors, 0, `${s.scenario} had errors`);
+      t.is(s.sidecars.length, 2, `${s.scenario} sidecars`);
+    }
+    const mtls = result.summary[1]!;
+    t.deepEqual(mtls.sidecars.map((s) => s.role), ['two-hop-mtls-a', 'two-hop-mtls-b']);
+    t.is(mtls.vsPlaintext?.scenario, 'two-hop');
+    t.is(mtls.vsPlaintext?.addedCpuUsPerRequest.length, 2);
+    t.is(result.summary[0]!.vsPlaintext, undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('two-hop-mtls: certificates are private files with SPIFFE IDs, and the check refuses a server sidecar that takes plaintext', async (t) => {
+  t.timeout(50_000);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'remora-bench-test-'));
+  const base = { scenarios: ['two-hop-mtls'] as const, cluster: 'echo', sidecarLogLevel: 'warn' };
+  try {
+    await Promise.all(['strict', 'permissive'].map((d) => mkdir(path.join(dir, d))));
+    const strict = await startTopology({ ...base, workDir: path.join(dir, 'strict') });
+    try {
+      await strict.targets.get('two-hop-mtls')!.verify!();
+      const pki = path.join(dir, 'strict', 'pki');
+      const files = (await readdir(pki)).sort();
+      t.deepEqual(files, ['bench-client-key.pem', 'bench-client.pem', 'bench-server-key.pem', 'bench-server.pem', 'roots.pem']);
+      for (const f of files) t.is((await stat(path.join(pki, f))).mode & 0o777, 0o600, f);
+      const server = certificateInfo(await readFile(path.join(pki, 'bench-server.pem'), 'utf8'));
+      t.deepEqual(server.uris, ['spiffe://cluster.local/ns/default/sa/bench-server']);
+      const hours = (server.notAfter.getTime() - server.notBefore.getTime()) / 3_600_000;
+      t.true(Math.abs(hours - 24) < 0.01, `validity ${hours} h`);
+      const client = certificateInfo(await readFile(path.join(pki, 'bench-client.pem'), 'utf8'));
+      t.deepEqual(client.uris, ['spiffe://cluster.local/ns/default/sa/bench-client']);
+    } finally {
+      await strict.stop();
+    }
+
+    const permissive = await startTopology({ ...base, workDir: path.join(dir, 'permissive'), serverMtlsMode: 'PERMISSIVE' });
+    try {
+      const err = await t.throwsAsync(permissive.targets.get('two-hop-mtls')!.verify!());
+      t.regex(err!.message, /two-hop-mtls is not measuring mTLS: a plaintext h2c call .* grpc-status 0 .*not STRICT/);
+    } finally {
+      await permissive.stop();
     }
   } finally {
     await rm(dir, { recursive: true, force: true });

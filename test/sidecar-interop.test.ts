@@ -1,11 +1,13 @@
 /**
- * The gRPC interop cases, run three ways: directly against the server, through one sidecar, and
- * through a sidecar pair (client sidecar outbound → server sidecar inbound → server). Every case
- * must behave the same on all three paths.
+ * The gRPC interop cases, run four ways: directly against the server, through one sidecar,
+ * through a sidecar pair (client sidecar outbound → server sidecar inbound → server), and through
+ * a pair that talks mutual TLS (the server side in STRICT mode, so plaintext cannot sneak in).
+ * Every case must behave the same on all paths.
  */
 import test, { type ExecutionContext } from 'ava';
 import { startEchoServer, echoClient, unary, EchoService, grpc, identity, type ServerRecord } from './fixtures/echo-service.js';
 import { startSidecar, type SidecarHandle } from './harness/sidecars.js';
+import { certificateFileArgs, otherCa } from './harness/mesh-ca.js';
 
 interface Path {
   readonly name: string;
@@ -16,6 +18,7 @@ const paths: Path[] = [
   { name: 'direct', target: '' },
   { name: 'one sidecar', target: '' },
   { name: 'sidecar pair', target: '' },
+  { name: 'mTLS pair', target: '' },
 ];
 let server: grpc.Server;
 let record: ServerRecord;
@@ -29,7 +32,15 @@ test.before(async () => {
   const one = await startSidecar({ clusters: { echo: [echo.port] } });
   const serverSide = await startSidecar({ appPort: echo.port, service: 'echo' });
   const clientSide = await startSidecar({ clusters: { echo: [serverSide.inbound] } });
-  sidecars.push(one, serverSide, clientSide);
+  const ca = await otherCa();
+  const strict = { security: { mtls: [{ namespace: 'remora-system', mode: 'STRICT' }] } };
+  const serverTls = await startSidecar({ appPort: echo.port, service: 'echo', config: strict, extraArgs: await certificateFileArgs(ca, 'spiffe://cluster.local/ns/default/sa/echo') });
+  const clientTls = await startSidecar({
+    config: { clusters: [{ name: 'echo', endpoints: [{ address: '127.0.0.1', port: serverTls.inbound, identity: 'spiffe://cluster.local/ns/default/sa/echo' }] }] },
+    extraArgs: await certificateFileArgs(ca, 'spiffe://cluster.local/ns/default/sa/interop-client'),
+  });
+  sidecars.push(one, serverSide, clientSide, serverTls, clientTls);
+  paths[3]!.target = `127.0.0.1:${clientTls.outbound}`;
   paths[0]!.target = `127.0.0.1:${echo.port}`;
   paths[1]!.target = `127.0.0.1:${one.outbound}`;
   paths[2]!.target = `127.0.0.1:${clientSide.outbound}`;
@@ -146,8 +157,7 @@ each('deadline: grpc-timeout reaches the server and expiry is DEADLINE_EXCEEDED'
   t.true(Date.now() - started < 2000);
 });
 
-test.serial('client cancel reaches the server as a cancellation [sidecar pair]', async (t) => {
-  const p = paths[2]!;
+for (const p of [paths[2]!, paths[3]!]) test.serial(`client cancel reaches the server as a cancellation [${p.name}]`, async (t) => {
   const before = record.cancelled;
   const call = client(p).makeServerStreamRequest(EchoService.serverStream.path, identity, identity, Buffer.from('go'), md({ 'x-count': '100000', 'x-size': '100', 'x-sleep-ms': '5' }));
   await new Promise<void>((resolve) => call.once('data', () => resolve()));

@@ -96,3 +96,14 @@ export function mtlsClient(port: number, authority: string, leaf: TestLeaf, trus
   });
   return new grpc.Client(`127.0.0.1:${port}`, creds, { 'grpc.default_authority': authority, 'grpc.enable_retries': 0 });
 }
+
+/** Writes a certificate for `spiffeId` from `ca` into files; returns the sidecar flags that use them. */
+export async function certificateFileArgs(ca: TestCa, spiffeId: string): Promise<string[]> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'remora-cert-'));
+  const leaf = await leafFrom(ca, spiffeId);
+  const files = { cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem'), roots: path.join(dir, 'roots.pem') };
+  await writeFile(files.cert, leaf.certPem);
+  await writeFile(files.key, leaf.keyPem, { mode: 0o600 });
+  await writeFile(files.roots, ca.certPem);
+  return ['--cert-file', files.cert, '--key-file', files.key, '--trust-bundle-file', files.roots];
+}
