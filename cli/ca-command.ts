@@ -2,6 +2,7 @@
  * `remora ca`: look at and rotate the mesh CA kept in etcd.
  *
  *   remora ca status                   roots in the trust bundle, which one signs
+ *   remora ca bundle                   the roots as PEM (for sidecars' --control-plane-ca-file)
  *   remora ca add-root                 a new root, trusted but not yet signing
  *   remora ca use-root FINGERPRINT     sign with it; sidecars renew their certificates at once
  *   remora ca remove-root FINGERPRINT  stop trusting a root that no longer signs
@@ -22,7 +23,7 @@ const FLAGS = {
   ...STORE_FLAGS,
 } as const satisfies FlagDefs;
 
-const SUMMARY = 'Show or rotate the mesh CA in etcd: status, add-root, use-root FINGERPRINT, remove-root FINGERPRINT.';
+const SUMMARY = 'Show or rotate the mesh CA in etcd: status, bundle (PEM roots, for --control-plane-ca-file), add-root, use-root FINGERPRINT, remove-root FINGERPRINT.';
 
 function describeRoots(doc: CaStateDoc): { fingerprint: string; subject: string; notAfter: string; signing: boolean; hasKey: boolean }[] {
   return doc.roots.map((r) => {
@@ -59,18 +60,22 @@ export const caCommand: Command = {
       passphrase = (await readFile(flags['ca-key-passphrase-file'], 'utf8')).replace(/\r?\n$/, '');
     }
     if ((action === 'use-root' || action === 'remove-root') && !arg) throw new UsageError(`${action} needs the root's FINGERPRINT (see remora ca status)`);
-    if (action !== 'status' && action !== 'add-root' && action !== 'use-root' && action !== 'remove-root') {
-      throw new UsageError(`unknown ca action ${JSON.stringify(action)} (status, add-root, use-root, remove-root)`);
+    if (action !== 'status' && action !== 'bundle' && action !== 'add-root' && action !== 'use-root' && action !== 'remove-root') {
+      throw new UsageError(`unknown ca action ${JSON.stringify(action)} (status, bundle, add-root, use-root, remove-root)`);
     }
     // Key generation and etcd together: allow more than a plain read.
     const timeout = Math.max(flags['timeout-ms'], action === 'add-root' ? 15_000 : 0);
     await runCommand(() =>
       withStore({ ...flags, 'timeout-ms': timeout }, async (store) => {
         let doc: CaStateDoc;
-        if (action === 'status') {
+        if (action === 'status' || action === 'bundle') {
           const current = await store.readDocument(CA_STATE_PATH);
           if (!current) throw new CommandError('there is no mesh CA in etcd (a control plane with --ca etcd creates it on first start)');
           doc = parseCaState(current.value);
+          if (action === 'bundle') {
+            process.stdout.write(doc.roots.map((r) => r.certPem.trim()).join('\n') + '\n');
+            return;
+          }
         } else if (action === 'add-root') {
           const root = await newRoot(passphrase!);
           doc = await updateCaState(store, (d) => ({ ...d, roots: [...d.roots, root] }));

@@ -14,6 +14,7 @@ import { CaConfigError, startCa, type CaSettings } from './ca/ca-loader.js';
 import { CaStateError } from './ca/ca-state.js';
 import { PkiError } from '../lib/pki/x509.js';
 import { addCertificateService } from './ca/certificate-service.js';
+import { ServingCertificate } from './ca/serving-certificate.js';
 import { anyOf, type Authenticator } from './ca/authenticator.js';
 import { loadBootstrapTokens } from './ca/bootstrap-tokens.js';
 import { KubernetesTokenReviewer, inClusterTokenReviewOptions } from './ca/token-review.js';
@@ -28,6 +29,8 @@ const FLAGS = {
   'lease-ttl-s': { type: 'int', help: 'etcd lease TTL for registrations: a dead replica\'s registrations vanish after this', default: 10 },
   'deregister-grace-ms': { type: 'int', help: 'how long a sidecar whose stream broke stays registered, waiting to reconnect', default: 10_000 },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON' },
+  'tls-port': { type: 'int', help: 'discovery and certificate gRPC port with TLS (a certificate from the mesh CA; sidecars verify it with --control-plane-ca-file); -1 = none', default: 15_012 },
+  'tls-dns-names': { type: 'list', help: 'DNS names in the TLS port\'s certificate, besides its SPIFFE ID', default: `localhost,remora-control-plane,remora-control-plane.remora-system.svc,${os.hostname()}` },
   ca: { type: 'string', help: 'mesh CA: etcd (a root kept in etcd, key encrypted), files (--ca-cert-file/--ca-key-file, e.g. an intermediate of your company root), or none (plaintext mesh)', default: 'etcd' },
   'ca-key-passphrase-file': { type: 'string', help: 'with --ca etcd: file holding the passphrase (16+ characters) that encrypts the CA keys in etcd; the same on every replica' },
   'ca-cert-file': { type: 'string', help: 'with --ca files: the CA certificate (and its chain) that signs workload certificates' },
@@ -133,13 +136,26 @@ export const controlPlaneCommand: Command = {
     const httpServer = controlPlaneHttpServer(discovery);
     const httpPort = await listenHttp(httpServer, flags['http-port'], flags.address);
     log.info({ replicaId, port, httpPort, etcd: flags['etcd-endpoints'] }, 'control plane listening; loading mesh state');
-    if (flags['ports-file']) await writePortsFile(flags['ports-file'], { grpc: port, http: httpPort });
+    // The TLS port listens at once; it completes handshakes once the CA has issued its certificate.
+    const serving = ca.kind === 'none' || flags['tls-port'] < 0 ? undefined : new ServingCertificate(meshCa, flags['tls-dns-names'], () => discovery.trustDomain(), log);
+    const tlsPort = serving
+      ? await new Promise<number>((resolve, reject) =>
+          grpcServer.bindAsync(
+            `${flags.address}:${flags['tls-port']}`,
+            // The provider serves both roles: grpc-js has swapped the two parameters in some versions.
+            grpc.experimental.createCertificateProviderServerCredentials(serving, serving, false),
+            (err, p) => (err ? reject(err) : resolve(p)),
+          ),
+        )
+      : undefined;
+    if (flags['ports-file']) await writePortsFile(flags['ports-file'], { grpc: port, http: httpPort, ...(tlsPort !== undefined ? { tls: tlsPort } : {}) });
 
     let stopping = false;
     const stop = async (why: string): Promise<void> => {
       if (stopping) return;
       stopping = true;
       log.info({ why }, 'stopping');
+      serving?.stop();
       await caWatch?.close();
       await discovery.stop();
       grpcServer.forceShutdown();
@@ -155,7 +171,10 @@ export const controlPlaneCommand: Command = {
     // The CA first: the first snapshot then already names the trust bundle, so sidecars start mTLS at once.
     for (;;) {
       try {
-        caWatch = await startCa(ca, store, meshCa, log, () => discovery.caChanged());
+        caWatch = await startCa(ca, store, meshCa, log, () => {
+          discovery.caChanged();
+          serving?.caChanged();
+        });
         break;
       } catch (err) {
         if (err instanceof CaConfigError || err instanceof CaStateError || err instanceof PkiError) {
@@ -168,6 +187,10 @@ export const controlPlaneCommand: Command = {
       }
     }
     await discovery.start();
+    if (serving) {
+      await serving.refresh();
+      log.info({ tlsPort }, 'control plane TLS port serving');
+    }
     log.info({ version: discovery.current()?.version }, 'control plane ready');
   },
 };

@@ -7,6 +7,7 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -100,6 +101,9 @@ function hints(layout: MeshLayout, entry: number, direct: boolean, dir: string, 
       `  export REMORA_ETCD_ENDPOINTS=${etcdEndpoint}`,
       `  remora get instances -A                      # what registered through the control plane`,
       `  remora status                                # each sidecar's applied config version, last NACK`,
+      `  remora ca status                             # the mesh CA's roots (every sidecar-to-sidecar call is mTLS)`,
+      `  curl -s http://${LOOPBACK}:${layout.orders.admin}/certs      # the orders sidecar's SPIFFE certificate`,
+      `  grpcurl -plaintext ${LOOPBACK}:${layout.catalog.inbound} list   # refused: the mesh is STRICT mTLS`,
       `  remora apply -f my-routes.yaml               # Route / Cluster resources, pushed in milliseconds`,
     );
   }
@@ -108,6 +112,22 @@ function hints(layout: MeshLayout, entry: number, direct: boolean, dir: string, 
     `  tail -f ${dir}/*.log`,
   );
   return lines.join('\n');
+}
+
+/** A random CA-key passphrase and bootstrap token in the demo's private directory. */
+async function writeDemoSecrets(dir: string): Promise<{ passphraseFile: string; tokensFile: string; tokenFile: string }> {
+  const files = { passphraseFile: path.join(dir, 'ca-passphrase'), tokensFile: path.join(dir, 'bootstrap-tokens'), tokenFile: path.join(dir, 'sidecar-token') };
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(files.passphraseFile, randomBytes(24).toString('base64url'), { mode: 0o600 });
+  await writeFile(files.tokensFile, `${token} *\n`, { mode: 0o600 });
+  await writeFile(files.tokenFile, token, { mode: 0o600 });
+  return files;
+}
+
+async function applyResources(etcdEndpoint: string, yaml: string): Promise<void> {
+  const proc = await startRemora(['apply', '-f', '-', '--etcd-endpoints', etcdEndpoint], { stdin: yaml });
+  const code = await proc.exited;
+  if (code !== 0) throw new Error(`remora apply failed: ${proc.output()}`);
 }
 
 export const demoCommand: Command = {
@@ -202,18 +222,27 @@ export const demoCommand: Command = {
       if (!direct && !f.static) {
         const base = f['base-port'];
         etcd = await startEtcd(base === 0 ? {} : { clientPort: base + 1, peerPort: base + 2 });
+        const secrets = await writeDemoSecrets(dir);
+        // The whole mesh STRICT: every call between sidecars is mTLS, and plaintext is refused.
+        await applyResources(etcd.endpoint, 'kind: MeshConfig\nmetadata: { name: mesh, namespace: remora-system }\nspec: { mtlsMode: STRICT }\n');
         const cp = await start(
           'control-plane',
           ['control-plane', '--etcd-endpoints', etcd.endpoint, '--address', LOOPBACK, '--port', String(base === 0 ? 0 : base + 3),
-            '--http-port', String(base === 0 ? 0 : base + 4), '--replica-id', 'demo-cp-0'],
+            '--http-port', String(base === 0 ? 0 : base + 4), '--tls-port', String(base === 0 ? 0 : base + 5), '--replica-id', 'demo-cp-0',
+            '--ca', 'etcd', '--ca-key-passphrase-file', secrets.passphraseFile, '--bootstrap-token-file', secrets.tokensFile],
           [],
-          (proc) => `discovery ${LOOPBACK}:${proc.ports.grpc}  http :${proc.ports.http}  (etcd ${etcd!.endpoint})`,
+          (proc) => `discovery ${LOOPBACK}:${proc.ports.grpc}  TLS :${proc.ports.tls}  http :${proc.ports.http}  (etcd ${etcd!.endpoint})`,
           false,
           true,
         );
         controlPlaneHttp = cp.proc.ports.http!;
-        source = { controlPlane: `${LOOPBACK}:${cp.proc.ports.grpc}` };
         await until('the control plane has loaded the mesh from etcd', async () => (await fetch(`http://${LOOPBACK}:${controlPlaneHttp}/healthz/ready`)).ok);
+        // Sidecars talk to the control plane's TLS port, trusting the mesh roots it created.
+        const rootsFile = path.join(dir, 'mesh-roots.pem');
+        const bundle = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+        if ((await bundle.exited) !== 0) throw new Error(`remora ca bundle failed: ${bundle.output()}`);
+        await writeFile(rootsFile, bundle.output());
+        source = { controlPlane: `${LOOPBACK}:${cp.proc.ports.tls}`, tokenFile: secrets.tokenFile, caFile: rootsFile };
       }
     } catch (err) {
       await stopAll();
@@ -236,6 +265,10 @@ export const demoCommand: Command = {
           const cfg = (await (await fetch(`http://${LOOPBACK}:${layout.orders.admin}/config_dump`)).json()) as { clusters: { name: string; endpoints: unknown[] }[] };
           return cfg.clusters.filter((c) => c.endpoints.length > 0).length >= 3;
         });
+        // And every sidecar holds its certificate (readiness includes it).
+        for (const name of ['catalog', 'inventory', 'orders'] as const) {
+          await until(`the ${name} sidecar is ready (certificate issued)`, async () => (await fetch(`http://${LOOPBACK}:${layout[name].stats}/healthz/ready`)).ok);
+        }
       }
 
       const entry = plan.entryPort;

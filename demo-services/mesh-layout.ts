@@ -81,11 +81,13 @@ function serviceArgs(names: string, port: number, instance: string, upstream?: n
 }
 
 /** Where the demo's sidecars get their config: the control plane (default) or a static file. */
-export type SidecarSource = { readonly controlPlane: string } | { readonly config: string };
+export type SidecarSource = { readonly controlPlane: string; readonly tokenFile?: string; readonly caFile?: string } | { readonly config: string };
 
 export function sidecarArgs(name: ServiceName, layout: MeshLayout, source: SidecarSource): string[] {
   const p = layout[name];
-  const from = 'controlPlane' in source ? ['--control-plane', source.controlPlane, '--instance-id', `${name}-0`] : ['--config', source.config];
+  const from = 'controlPlane' in source
+    ? ['--control-plane', source.controlPlane, '--instance-id', `${name}-0`, '--service-account', name, ...(source.tokenFile ? ['--ca-token-file', source.tokenFile] : []), ...(source.caFile ? ['--control-plane-ca-file', source.caFile] : [])]
+    : ['--config', source.config];
   return [
     'sidecar',
     ...from,

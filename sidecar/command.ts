@@ -19,6 +19,9 @@ import { loadDescriptorSet } from './idempotency/descriptor-set.js';
 import { WorkloadIdentity, type CertificateSource } from './security/workload-identity.js';
 import { FileCertificateSource } from './security/file-source.js';
 import { CaClient } from './security/ca-client.js';
+import { ControlPlaneTrust } from './security/control-plane-trust.js';
+import { splitPemBundle } from '../lib/pki/x509.js';
+import { readFile } from 'node:fs/promises';
 
 const FLAGS = {
   'control-plane': { type: 'list', help: 'control-plane discovery addresses host:port, comma-separated (any replica)' },
@@ -45,6 +48,7 @@ const FLAGS = {
   'app-health-interval-ms': { type: 'int', help: 'check the local app with grpc.health.v1 this often; 0 = never (an app without a health service counts as serving)', default: 2_000 },
   'app-health-service': { type: 'string', help: 'service name sent in the local app\'s health Check ("" = the whole app)', default: '' },
   'descriptor-set': { type: 'list', help: 'FileDescriptorSet files (buf build -o, protoc --descriptor_set_out) telling which methods are idempotent, for retries; servers\' reflection is asked otherwise' },
+  'control-plane-ca-file': { type: 'string', help: 'roots (PEM; `remora ca bundle`) to verify the control plane\'s TLS port with: --control-plane then names its 15012 port, and tokens never cross the network in the clear' },
   'ca-token-file': { type: 'string', help: 'token proving our identity to the mesh CA: a bootstrap token, or a projected Kubernetes service-account token (re-read for every request)' },
   'cert-ttl-s': { type: 'int', help: 'lifetime to ask the mesh CA for (0: the control plane\'s default, 24 h); renewed at about half of it', default: 0 },
   'cert-file': { type: 'string', help: 'without a control plane: our certificate chain (PEM, spiffe:// URI SAN) for mTLS; re-read at half-life and on SIGHUP' },
@@ -86,7 +90,7 @@ async function initialConfig(flags: Flags): Promise<MeshConfig> {
   }
 }
 
-function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log: Logger): DiscoveryClient {
+function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log: Logger, cpTrust: ControlPlaneTrust | undefined): DiscoveryClient {
   const client = new DiscoveryClient({
     controlPlanes: flags['control-plane'],
     instance: {
@@ -106,16 +110,33 @@ function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log
     appliedVersion: () => sidecar.config.version,
     apply: (snap) => {
       const result = translateResources(snap.version, snap.resources);
-      if (result.config) sidecar.apply(result.config);
+      if (result.config) {
+        sidecar.apply(result.config);
+        if (cpTrust && result.config.security) cpTrust.add(result.config.security.trustBundle);
+      }
       return result.errors;
     },
     log,
+    ...(cpTrust ? { credentials: cpTrust.credentials() } : {}),
   });
   client.start();
   return client;
 }
 
-function workloadIdentity(flags: Flags, log: Logger, onChange: () => void): WorkloadIdentity | undefined {
+async function controlPlaneTrust(flags: Flags): Promise<ControlPlaneTrust | undefined> {
+  const file = flags['control-plane-ca-file'];
+  if (!file) return undefined;
+  let roots: string[];
+  try {
+    roots = splitPemBundle(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--control-plane-ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (roots.length === 0) throw new UsageError(`--control-plane-ca-file ${file} holds no PEM certificate`);
+  return new ControlPlaneTrust(roots);
+}
+
+function workloadIdentity(flags: Flags, log: Logger, onChange: () => void, cpTrust: ControlPlaneTrust | undefined): WorkloadIdentity | undefined {
   let source: CertificateSource;
   if (flags['cert-file'] && flags['key-file'] && flags['trust-bundle-file']) {
     source = new FileCertificateSource({ certFile: flags['cert-file'], keyFile: flags['key-file'], trustBundleFile: flags['trust-bundle-file'] });
@@ -126,6 +147,7 @@ function workloadIdentity(flags: Flags, log: Logger, onChange: () => void): Work
       serviceAccount: flags['service-account'],
       tokenFile: flags['ca-token-file'],
       ttlSeconds: flags['cert-ttl-s'],
+      ...(cpTrust ? { credentials: cpTrust.credentials() } : {}),
     });
   } else {
     return undefined;
@@ -151,7 +173,8 @@ export const sidecarCommand: Command = {
       if (loaded.reason) throw new UsageError(`--descriptor-set ${file}: ${loaded.reason}`);
       descriptors.add(loaded.levels, file);
     }
-    const identity = workloadIdentity(flags, log, () => sidecar.tlsChanged());
+    const cpTrust = await controlPlaneTrust(flags);
+    const identity = workloadIdentity(flags, log, () => sidecar.tlsChanged(), cpTrust);
     const sidecar = new Sidecar(
       {
         service: flags.service,
@@ -181,7 +204,7 @@ export const sidecarCommand: Command = {
     const health = healthServer(sidecar);
     const adminPort = await listenHttp(admin, flags['admin-port'], flags['admin-address']);
     const statsPort = await listenHttp(health, flags['stats-port'], flags['stats-address']);
-    discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log);
+    discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log, cpTrust);
     const bound = { outbound: ports.outboundPort, inbound: ports.inboundPort, admin: adminPort, stats: statsPort };
     if (flags['ports-file']) await writePortsFile(flags['ports-file'], bound);
     log.info({ ...bound, service: flags.service, source: flags.config ?? flags['control-plane'] }, 'sidecar listening');

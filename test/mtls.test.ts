@@ -210,3 +210,32 @@ test('the CA refuses a bad token; a sidecar whose certificate expires stops bein
   await ready(good);
   t.pass();
 });
+
+test('sidecars reach the control plane over its TLS port, verified with the mesh roots; a sidecar trusting another CA cannot', async (t) => {
+  const etcd = await startEtcd();
+  const secrets = await meshSecrets();
+  const cp = await startControlPlane([etcd.endpoint], secrets.cpArgs);
+  const { writeFile } = await import('node:fs/promises');
+  const bundle = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+  t.is(await bundle.exited, 0);
+  const rootsFile = `${secrets.dir}/roots.pem`;
+  await writeFile(rootsFile, bundle.output());
+  const wrongRootsFile = `${secrets.dir}/wrong-roots.pem`;
+  await writeFile(wrongRootsFile, (await otherCa()).certPem);
+  const app = await startEchoServer(0, 'zeta');
+  const good = await startSidecar({ controlPlanes: [cp.tlsAddress], service: 'zeta', appPort: app.port, extraArgs: [...secrets.sidecarArgs, '--control-plane-ca-file', rootsFile] });
+  const lost = await startSidecar({ controlPlanes: [cp.tlsAddress], service: 'eta', extraArgs: [...secrets.sidecarArgs, '--control-plane-ca-file', wrongRootsFile, '--register=false'] });
+  t.teardown(async () => {
+    await Promise.all([good, lost].map((s) => s.proc.stop()));
+    await cp.proc.stop();
+    app.server.forceShutdown();
+    await etcd.stop();
+  });
+  await ready(good);
+  const certs = await getJson<CertsView>(good.admin, '/certs');
+  t.is(certs.identity?.spiffeId, id('default'));
+  await new Promise((r) => setTimeout(r, 2000));
+  const res = await fetch(`http://127.0.0.1:${lost.stats}/healthz/ready`);
+  t.is(res.status, 503, 'no config and no certificate from a control plane it cannot verify');
+  t.regex(lost.proc.output(), /control plane|certificate|UNAVAILABLE/i);
+});

@@ -46,15 +46,20 @@ export class MeshCa {
 
   /** Throws PkiError('bad-csr') for a bad request. */
   sign(csrPem: string, spiffeId: string, requestedTtlSeconds: number, now = Date.now()): IssuedCertificate {
+    return this.issue(readCsr(csrPem).publicKeyPem, spiffeId, requestedTtlSeconds, [], now);
+  }
+
+  /** A certificate for a key the control plane holds itself (its own TLS port). */
+  issue(publicKeyPem: string, spiffeId: string, requestedTtlSeconds: number, dnsNames: readonly string[] = [], now = Date.now()): IssuedCertificate {
     const signer = this.signer;
     if (!signer) throw new Error('the mesh CA is not ready yet');
-    const csr = readCsr(csrPem);
     const ttl = requestedTtlSeconds > 0 ? Math.min(requestedTtlSeconds, this.maxTtlSeconds) : this.defaultTtlSeconds;
     const signerEnd = certificateInfo(signer.certPem).notAfter.getTime();
     const notAfter = new Date(Math.min(now + ttl * 1000, signerEnd));
     const certPem = signWorkloadCertificate({
-      subjectPublicKeyPem: csr.publicKeyPem,
+      subjectPublicKeyPem: publicKeyPem,
       spiffeId,
+      dnsNames,
       notBefore: new Date(now - BACKDATE_MS),
       notAfter,
       issuerCertPem: signer.certPem,

@@ -27,6 +27,8 @@ export interface DiscoveryClientOptions {
   readonly log: Logger;
   readonly backoffBaseMs?: number;
   readonly backoffCapMs?: number;
+  /** TLS to the control plane's 15012 port; plaintext (15010) when absent. */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
@@ -64,7 +66,7 @@ export class DiscoveryClient {
   private client(address: string): DiscoveryServiceClient {
     let c = this.clients.get(address);
     if (!c) {
-      c = new DiscoveryServiceClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      c = new DiscoveryServiceClient(address, this.opts.credentials ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
       this.clients.set(address, c);
     }
     return c;

@@ -20,6 +20,8 @@ export interface CaClientOptions {
   /** 0: the control plane's default. */
   readonly ttlSeconds: number;
   readonly timeoutMs?: number;
+  /** TLS to the control plane's 15012 port; plaintext (15010) when absent. */
+  readonly credentials?: grpc.ChannelCredentials;
 }
 
 export class CaClient implements CertificateSource {
@@ -63,7 +65,7 @@ export class CaClient implements CertificateSource {
   private sign(address: string, csrPem: string, metadata: grpc.Metadata): Promise<SignCertificateResponse> {
     let client = this.clients.get(address);
     if (!client) {
-      client = new CertificateServiceClient(address, grpc.credentials.createInsecure());
+      client = new CertificateServiceClient(address, this.opts.credentials ?? grpc.credentials.createInsecure());
       this.clients.set(address, client);
     }
     const request = { csrPem, namespace: this.opts.namespace, serviceAccount: this.opts.serviceAccount, ttlSeconds: this.opts.ttlSeconds };

@@ -76,7 +76,10 @@ export interface ControlPlaneHandle {
   readonly proc: Proc;
   readonly grpc: number;
   readonly http: number;
+  /** The TLS port (when the control plane runs a CA). */
+  readonly tls: number | undefined;
   readonly address: string;
+  readonly tlsAddress: string;
 }
 
 export async function startControlPlane(etcdEndpoints: string[], extraArgs: string[] = [], replicaId?: string): Promise<ControlPlaneHandle> {
@@ -87,6 +90,7 @@ export async function startControlPlane(etcdEndpoints: string[], extraArgs: stri
       '--address', '127.0.0.1',
       '--port', '0',
       '--http-port', '0',
+      '--tls-port', '0',
       ...(replicaId ? ['--replica-id', replicaId] : []),
       // Plaintext unless the test sets up a CA (meshCredentials()).
       ...(extraArgs.includes('--ca') ? [] : ['--ca', 'none']),
@@ -94,8 +98,8 @@ export async function startControlPlane(etcdEndpoints: string[], extraArgs: stri
     ],
     { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn' } },
   );
-  const { grpc, http } = proc.ports as Record<'grpc' | 'http', number>;
-  return { proc, grpc, http, address: `127.0.0.1:${grpc}` };
+  const { grpc, http, tls } = proc.ports as Record<'grpc' | 'http' | 'tls', number>;
+  return { proc, grpc, http, tls, address: `127.0.0.1:${grpc}`, tlsAddress: `127.0.0.1:${tls}` };
 }
 
 /** Polls until `check` returns a truthy value or the time is up (then throws with `what`). */
