@@ -234,6 +234,16 @@ test('sidecars reach the control plane over its TLS port, verified with the mesh
   await ready(good);
   const certs = await getJson<CertsView>(good.admin, '/certs');
   t.is(certs.identity?.spiffeId, id('default'));
+  // PERMISSIVE (the default): plaintext and mTLS callers on the same inbound port.
+  const plain = echoClient(`127.0.0.1:${good.inbound}`, 'zeta');
+  const meshCa = await meshCaFromEtcd(etcd.endpoint, secrets.passphrase);
+  const tls = mtlsClient(good.inbound, 'zeta', await leafFrom(meshCa, id('theta')), [meshCa.certPem]);
+  t.is((await callStatus(plain)).code, grpc.status.OK);
+  t.is(app.record.lastMetadata?.get('x-forwarded-client-cert').length, 0, 'a plaintext caller has no identity');
+  t.is((await callStatus(tls)).code, grpc.status.OK);
+  t.is(String(app.record.lastMetadata?.get('x-forwarded-client-cert')[0]), `By=${id('default')};URI=${id('theta')}`);
+  plain.close();
+  tls.close();
   await new Promise((r) => setTimeout(r, 2000));
   const res = await fetch(`http://127.0.0.1:${lost.stats}/healthz/ready`);
   t.is(res.status, 503, 'no config and no certificate from a control plane it cannot verify');
