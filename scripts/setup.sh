@@ -18,7 +18,8 @@ fi
 
 # Debian packages: only what is missing, so a prepared machine pays nothing.
 packages=()
-for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server}; do
+# chromium: the dashboard test drives it with playwright-core (never a downloaded browser).
+for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server chromium}; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || packages+=("$pkg")
 done
 if [ "${#packages[@]}" -gt 0 ]; then
