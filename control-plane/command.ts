@@ -15,6 +15,7 @@ import { CaStateError } from './ca/ca-state.js';
 import { PkiError } from '../lib/pki/x509.js';
 import { addCertificateService } from './ca/certificate-service.js';
 import { ServingCertificate } from './ca/serving-certificate.js';
+import { ControlPlaneMetrics } from './observability/cp-metrics.js';
 import { anyOf, type Authenticator } from './ca/authenticator.js';
 import { loadBootstrapTokens } from './ca/bootstrap-tokens.js';
 import { KubernetesTokenReviewer, inClusterTokenReviewOptions } from './ca/token-review.js';
@@ -111,7 +112,12 @@ export const controlPlaneCommand: Command = {
     const prefix = flags.prefix.endsWith('/') ? flags.prefix : `${flags.prefix}/`;
     const store = new EtcdStore({ endpoints: flags['etcd-endpoints'], prefix, leaseTtlSeconds: flags['lease-ttl-s'], replicaId });
     const meshCa = new MeshCa(flags['cert-ttl-s'], flags['cert-ttl-s']);
-    const discovery = new DiscoveryServer({ store, replicaId, log, deregisterGraceMs: flags['deregister-grace-ms'], ca: meshCa });
+    const metrics: ControlPlaneMetrics = new ControlPlaneMetrics({
+      connectedSidecars: () => discovery.connectedCount(),
+      certificatesIssued: () => meshCa.issued,
+      watchLagSeconds: () => discovery.watchLagSeconds(),
+    });
+    const discovery = new DiscoveryServer({ store, replicaId, log, deregisterGraceMs: flags['deregister-grace-ms'], ca: meshCa, metrics });
     if (ca.kind !== 'none' && auth.length === 0) {
       log.warn('no way to authenticate sidecars is configured (--bootstrap-token-file, --kube-api-server): every certificate request will be refused');
     }
@@ -129,11 +135,12 @@ export const controlPlaneCommand: Command = {
       authenticator: ca.kind === 'none' ? undefined : anyOf(auth),
       trustDomain: () => discovery.trustDomain(),
       log,
+      onRefused: () => metrics.certificateRefusals.inc(),
     });
     const port = await new Promise<number>((resolve, reject) =>
       grpcServer.bindAsync(`${flags.address}:${flags.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );
-    const httpServer = controlPlaneHttpServer(discovery);
+    const httpServer = controlPlaneHttpServer(discovery, metrics);
     const httpPort = await listenHttp(httpServer, flags['http-port'], flags.address);
     log.info({ replicaId, port, httpPort, etcd: flags['etcd-endpoints'] }, 'control plane listening; loading mesh state');
     // The TLS port listens at once; it completes handshakes once the CA has issued its certificate.

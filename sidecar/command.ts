@@ -20,6 +20,12 @@ import { WorkloadIdentity, type CertificateSource } from './security/workload-id
 import { FileCertificateSource } from './security/file-source.js';
 import { CaClient } from './security/ca-client.js';
 import { ControlPlaneTrust } from './security/control-plane-trust.js';
+import { RequestMetrics } from './observability/request-metrics.js';
+import { StatsReporter } from './observability/stats-reporter.js';
+import { AccessLog } from './observability/access-log.js';
+import { SidecarMetrics } from './observability/sidecar-metrics.js';
+import { Tracer } from './observability/tracer.js';
+import { ZipkinExporter } from './observability/zipkin-exporter.js';
 import { splitPemBundle } from '../lib/pki/x509.js';
 import { readFile } from 'node:fs/promises';
 
@@ -54,6 +60,12 @@ const FLAGS = {
   'cert-file': { type: 'string', help: 'without a control plane: our certificate chain (PEM, spiffe:// URI SAN) for mTLS; re-read at half-life and on SIGHUP' },
   'key-file': { type: 'string', help: 'with --cert-file: its private key (PEM)' },
   'trust-bundle-file': { type: 'string', help: 'with --cert-file: the root certificates peers must chain to (PEM)' },
+  metrics: { type: 'bool', help: 'serve Prometheus metrics at the stats port\'s /metrics (per-call metrics cost a little CPU per call)', default: true },
+  'access-log': { type: 'bool', help: 'log one JSON line per call (switch at runtime: POST /logging?access=on|off on the admin port)', default: false },
+  'access-log-sample': { type: 'string', help: 'share of calls the access log records, 0..1', default: '1' },
+  'zipkin-url': { type: 'string', help: 'export trace spans to this Zipkin v2 endpoint, e.g. http://zipkin:9411/api/v2/spans (tracing is off without it)' },
+  'trace-sample-rate': { type: 'string', help: 'share of calls arriving without a sampling decision that are traced, 0..1', default: '0.01' },
+  'stats-report-interval-ms': { type: 'int', help: 'report golden metrics to the control plane (its dashboard) this often', default: 5_000 },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
   'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
@@ -76,6 +88,11 @@ function checkFlags(flags: Flags): void {
   const files = [flags['cert-file'], flags['key-file'], flags['trust-bundle-file']].filter((f) => f !== undefined).length;
   if (files !== 0 && files !== 3) throw new UsageError('--cert-file, --key-file and --trust-bundle-file go together');
   if (files === 3 && !flags.config) throw new UsageError('certificate files are for static config (--config); with a control plane, the mesh CA issues certificates');
+  for (const f of ['access-log-sample', 'trace-sample-rate'] as const) {
+    const v = Number(flags[f]);
+    if (!(v >= 0 && v <= 1)) throw new UsageError(`--${f} must be a number from 0 to 1, got ${JSON.stringify(flags[f])}`);
+  }
+  if (flags['zipkin-url'] !== undefined && !/^https?:\/\//.test(flags['zipkin-url'])) throw new UsageError(`--zipkin-url must be an http(s) URL, got ${JSON.stringify(flags['zipkin-url'])}`);
   if (flags['cert-ttl-s'] < 0) throw new UsageError('--cert-ttl-s must not be negative');
   for (const l of flags.labels) if (!/^[^=]+=.*$/.test(l)) throw new UsageError(`--labels entries must be key=value, got ${JSON.stringify(l)}`);
 }
@@ -90,7 +107,8 @@ async function initialConfig(flags: Flags): Promise<MeshConfig> {
   }
 }
 
-function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log: Logger, cpTrust: ControlPlaneTrust | undefined): DiscoveryClient {
+function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log: Logger, cpTrust: ControlPlaneTrust | undefined, metrics: RequestMetrics | undefined): DiscoveryClient {
+  const reporter = metrics ? new StatsReporter(metrics, () => sidecar.certificateExpiry()) : undefined;
   const client = new DiscoveryClient({
     controlPlanes: flags['control-plane'],
     instance: {
@@ -118,6 +136,7 @@ function startDiscovery(flags: Flags, sidecar: Sidecar, inboundPort: number, log
     },
     log,
     ...(cpTrust ? { credentials: cpTrust.credentials() } : {}),
+    ...(reporter ? { stats: () => reporter.next(), statsIntervalMs: flags['stats-report-interval-ms'] } : {}),
   });
   client.start();
   return client;
@@ -174,6 +193,10 @@ export const sidecarCommand: Command = {
       descriptors.add(loaded.levels, file);
     }
     const cpTrust = await controlPlaneTrust(flags);
+    const requestMetrics = flags.metrics ? new RequestMetrics() : undefined;
+    const accessLog = new AccessLog(createLogger('access', 'info'), { enabled: flags['access-log'], sampleRate: Number(flags['access-log-sample']) });
+    const exporter = flags['zipkin-url'] ? new ZipkinExporter({ url: flags['zipkin-url'], onError: (err) => log.warn({ err: err.message }, 'span export failed; spans dropped') }) : undefined;
+    const tracer = exporter ? new Tracer({ serviceName: flags.service, sampleRate: Number(flags['trace-sample-rate']), exporter }) : undefined;
     const identity = workloadIdentity(flags, log, () => sidecar.tlsChanged(), cpTrust);
     const sidecar = new Sidecar(
       {
@@ -192,6 +215,7 @@ export const sidecarCommand: Command = {
         descriptors,
         onAppHealth: (serving) => discovery?.setHealth(serving),
         ...(identity ? { identity, identityFromStart: flags['cert-file'] !== undefined } : {}),
+        observability: { service: flags.service, metrics: requestMetrics, accessLog, tracer },
       },
       config,
       // From a control plane the sidecar is not ready until its first snapshot is applied.
@@ -200,11 +224,21 @@ export const sidecarCommand: Command = {
     let discovery: DiscoveryClient | undefined;
     const ports = await sidecar.start();
     let stopping: Promise<void> | undefined;
-    const admin = adminServer(sidecar, () => void stop('admin /drain'));
-    const health = healthServer(sidecar);
+    const admin = adminServer(sidecar, () => void stop('admin /drain'), { log, accessLog });
+    const metrics = flags.metrics
+      ? new SidecarMetrics({
+          requests: requestMetrics,
+          clusters: () => sidecar.clusterList(),
+          connections: () => sidecar.connectionCounts(),
+          configVersion: () => sidecar.config.version,
+          nacks: () => ({ count: discovery?.nacks ?? 0, lastAt: discovery?.lastNackAt ?? 0 }),
+          certificateExpiry: () => sidecar.certificateExpiry(),
+        })
+      : undefined;
+    const health = healthServer(sidecar, metrics);
     const adminPort = await listenHttp(admin, flags['admin-port'], flags['admin-address']);
     const statsPort = await listenHttp(health, flags['stats-port'], flags['stats-address']);
-    discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log, cpTrust);
+    discovery = flags.config ? undefined : startDiscovery(flags, sidecar, ports.inboundPort, log, cpTrust, requestMetrics);
     const bound = { outbound: ports.outboundPort, inbound: ports.inboundPort, admin: adminPort, stats: statsPort };
     if (flags['ports-file']) await writePortsFile(flags['ports-file'], bound);
     log.info({ ...bound, service: flags.service, source: flags.config ?? flags['control-plane'] }, 'sidecar listening');
@@ -219,6 +253,7 @@ export const sidecarCommand: Command = {
           await new Promise((r) => setTimeout(r, flags['deregister-delay-ms']));
         }
         const result = await sidecar.drain();
+        await exporter?.close();
         discovery?.stop();
         admin.close();
         health.close();

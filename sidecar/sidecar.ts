@@ -6,7 +6,8 @@ import type { Logger } from '../lib/log.js';
 import type { MeshConfig } from './config/model.js';
 import { Cluster } from './upstream/cluster.js';
 import { FixedRouter, RouteTable, type Router } from './routing/route-table.js';
-import { createStreamHandler } from './proxy/handle-stream.js';
+import { createStreamHandler, type StreamHandler } from './proxy/handle-stream.js';
+import { observeCalls, type ObservabilityOptions } from './observability/observe-calls.js';
 import { Listener } from './listener/listener.js';
 import { AppHealth } from './app-health.js';
 import type { IdempotencyCatalog } from './idempotency/catalog.js';
@@ -38,6 +39,8 @@ export interface SidecarOptions {
    */
   readonly identity?: WorkloadIdentity;
   readonly identityFromStart?: boolean;
+  /** Metrics, access log, tracing; absent: none of them. */
+  readonly observability?: ObservabilityOptions;
 }
 
 export type SidecarState = 'starting' | 'serving' | 'draining' | 'stopped';
@@ -70,13 +73,14 @@ export class Sidecar {
       maxSessionAgeMs: 86_400_000,
     });
     this.inboundRouter = new FixedRouter(opts.service, this.localApp);
+    const observe = (h: StreamHandler, direction: 'inbound' | 'outbound'): StreamHandler => (opts.observability ? observeCalls(h, direction, opts.observability) : h);
     this.outbound = new Listener(
       { name: 'outbound', address: opts.outboundAddress, port: opts.outboundPort, log: opts.log },
-      createStreamHandler(() => this.outboundRouter, opts.descriptors),
+      observe(createStreamHandler(() => this.outboundRouter, opts.descriptors), 'outbound'),
     );
     this.inbound = new Listener(
       { name: 'inbound', address: opts.inboundAddress, port: opts.inboundPort, log: opts.log },
-      guardInbound(createStreamHandler(() => this.inboundRouter), () => this.inboundPolicy),
+      observe(guardInbound(createStreamHandler(() => this.inboundRouter), () => this.inboundPolicy), 'inbound'),
     );
   }
 
@@ -97,6 +101,17 @@ export class Sidecar {
       identity.start();
     }
     identity.setSigner(security.signer);
+  }
+
+  connectionCounts(): { inbound: number; outbound: number; upstream: number } {
+    let upstream = 0;
+    for (const c of this.clusterList()) for (const e of c.endpointList()) upstream += e.sessionCount();
+    return { inbound: this.inbound.activeSessions(), outbound: this.outbound.activeSessions(), upstream };
+  }
+
+  /** When our certificate expires (ms since the epoch), if we hold one. */
+  certificateExpiry(): number | undefined {
+    return this.identityStarted ? this.opts.identity?.material?.certificate.notAfter.getTime() : undefined;
   }
 
   identityStatus(): IdentityStatus | undefined {

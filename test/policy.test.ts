@@ -178,7 +178,8 @@ test('fault injection: abort a percentage of calls with a chosen status, only wi
   t.teardown(async () => { client.close(); await sc.proc.stop(); app.server.forceShutdown(); });
   let started = Date.now();
   for (let i = 0; i < 10; i++) t.is(await code(unary(client, Buffer.from('x'))), 0, 'no header: no fault');
-  t.true(Date.now() - started < 1000);
+  // Ten delayed calls would take at least 1500 ms; a loaded machine may make ten plain ones slow, not that slow.
+  t.true(Date.now() - started < 1500);
   let aborted = 0;
   started = Date.now();
   const n = 40;

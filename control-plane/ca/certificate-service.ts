@@ -21,12 +21,15 @@ export interface CertificateServiceOptions {
   readonly authenticator: Authenticator | undefined;
   readonly trustDomain: () => string;
   readonly log: Logger;
+  /** Told of every refused request (metrics). */
+  readonly onRefused?: () => void;
 }
 
 type Call = grpc.ServerUnaryCall<SignCertificateRequest, SignCertificateResponse>;
 type Callback = grpc.sendUnaryData<SignCertificateResponse>;
 
-function refuse(callback: Callback, code: grpc.status, details: string): void {
+function refuse(callback: Callback, code: grpc.status, details: string, opts?: CertificateServiceOptions): void {
+  opts?.onRefused?.();
   callback({ code, details, name: 'CertificateRequestRefused', message: details });
 }
 
@@ -53,7 +56,7 @@ async function sign(call: Call, callback: Callback, opts: CertificateServiceOpti
   const auth = await authenticator.authenticate(bearerToken(call.metadata), claim);
   if (!auth.ok) {
     log.warn({ namespace: req.namespace, serviceAccount: req.serviceAccount, reason: auth.reason, peer: call.getPeer() }, 'certificate request refused');
-    return refuse(callback, grpc.status.UNAUTHENTICATED, `certificate request for ${req.namespace}/${req.serviceAccount} refused: ${auth.reason}`);
+    return refuse(callback, grpc.status.UNAUTHENTICATED, `certificate request for ${req.namespace}/${req.serviceAccount} refused: ${auth.reason}`, opts);
   }
   let id: string;
   try {
@@ -66,7 +69,7 @@ async function sign(call: Call, callback: Callback, opts: CertificateServiceOpti
     log.info({ spiffeId: id, notAfter: issued.notAfter.toISOString(), via: auth.via }, 'certificate issued');
     callback(null, { certChainPem: [...issued.chainPem], trustBundlePem: [...ca.trustBundle], spiffeId: id, notAfterMs: issued.notAfter.getTime() });
   } catch (err) {
-    if (err instanceof PkiError) return refuse(callback, grpc.status.INVALID_ARGUMENT, `bad certificate signing request: ${err.message}`);
+    if (err instanceof PkiError) return refuse(callback, grpc.status.INVALID_ARGUMENT, `bad certificate signing request: ${err.message}`, opts);
     log.error({ err: (err as Error).message, spiffeId: id }, 'signing failed');
     return refuse(callback, grpc.status.INTERNAL, 'the mesh CA failed to sign; see the control plane log');
   }

@@ -12,6 +12,11 @@ import { MeshState } from './mesh-state.js';
 import { PushScheduler } from './push-scheduler.js';
 import { encodeSnapshot, type EncodedSnapshot } from './snapshot.js';
 import { buildSecurityDoc, NO_CA, type CaView } from './security-doc.js';
+import { performance } from 'node:perf_hooks';
+import type { StatsReport } from '../../protos/gen/remora/mesh/v1/discovery.js';
+import { MeshStats, WINDOW_MS } from '../dashboard/mesh-stats.js';
+import type { MeshNack, MeshSidecar, MeshView } from '../dashboard/mesh-view.js';
+import type { ControlPlaneMetrics } from '../observability/cp-metrics.js';
 import { SidecarStream, type DiscoveryCall, type StreamHost } from './sidecar-stream.js';
 import { StatusWriter } from './status-writer.js';
 
@@ -23,6 +28,7 @@ export interface DiscoveryServerOptions {
   readonly deregisterGraceMs: number;
   /** The mesh CA's trust bundle and signer, pushed with the config. */
   readonly ca?: CaView;
+  readonly metrics?: ControlPlaneMetrics;
 }
 
 /** The generated service, with snapshots written as pre-encoded bytes. */
@@ -44,6 +50,15 @@ export class DiscoveryServer implements StreamHost {
   private watch: Watch | undefined;
   private stopped = false;
   pushes = 0;
+  /** Sidecars' golden-metric reports, for the dashboard. */
+  readonly meshStats = new MeshStats();
+  /** Newest first. */
+  private readonly recentNacks: MeshNack[] = [];
+  /** When the first change not yet pushed arrived (performance.now()). */
+  private changedAt: number | undefined;
+  /** Lag probe: a revision etcd had that our view had not reached yet, and when we first saw it. */
+  private behind: { revision: bigint; since: number } | undefined;
+  private lagTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: DiscoveryServerOptions) {
     this.replicaId = opts.replicaId;
@@ -72,6 +87,7 @@ export class DiscoveryServer implements StreamHost {
 
   /** Loads the mesh (retrying while etcd is unreachable) and starts watching. Resolves once loaded. */
   async start(): Promise<void> {
+    if (!this.lagTimer) this.startLagProbe();
     for (;;) {
       try {
         await this.reload();
@@ -79,6 +95,7 @@ export class DiscoveryServer implements StreamHost {
       } catch (err) {
         if (this.stopped) return;
         this.opts.log.warn({ err: (err as Error).message }, 'cannot load mesh state from etcd; retrying');
+        this.opts.metrics?.watchErrors.inc();
         await new Promise((r) => setTimeout(r, RETRY_MS));
       }
     }
@@ -92,29 +109,108 @@ export class DiscoveryServer implements StreamHost {
     this.watch = await this.opts.store.watch(loaded.revision, (events) => {
       for (const e of events) {
         if (e.type === 'resync-needed') {
+          this.opts.metrics?.watchErrors.inc();
           this.opts.log.warn({ reason: e.reason }, 'etcd watch lost history; reloading');
           void this.start();
           return;
         }
         if (e.type === 'resource-invalid') this.opts.log.warn({ key: e.invalid.key, problems: e.invalid.problems }, 'invalid resource in etcd skipped');
       }
-      if (this.state.apply(events)) this.scheduler.changed();
+      if (this.state.apply(events)) this.changed();
     });
     this.push();
   }
 
+  private changed(): void {
+    this.changedAt ??= performance.now();
+    this.scheduler.changed();
+  }
+
   private push(): void {
+    const changedAt = this.changedAt;
+    this.changedAt = undefined;
     const snap = encodeSnapshot(this.state, this.opts.ca);
     if (this.snapshot && snap.contentHash === this.snapshot.contentHash) return;
     this.snapshot = snap;
     this.pushes++;
     for (const s of this.streams) s.send(snap);
+    this.opts.metrics?.pushes.inc();
+    if (changedAt !== undefined) this.opts.metrics?.pushDuration.observe((performance.now() - changedAt) / 1000);
     if (this.opts.log.isLevelEnabled('debug')) this.opts.log.debug({ version: snap.version, resources: snap.resourceCount, sidecars: this.streams.size }, 'pushed');
   }
 
   /** The CA's roots or signer changed: push them. */
   caChanged(): void {
-    if (this.snapshot) this.scheduler.changed();
+    if (this.snapshot) this.changed();
+  }
+
+  statsReported(stream: SidecarStream, report: StatsReport): void {
+    if (stream.key && stream.instance) this.meshStats.add(stream.key, stream.instance.service, report);
+  }
+
+  nacked(stream: SidecarStream, errors: readonly string[]): void {
+    const reason = /^([a-z]+)\//.exec(errors[0] ?? '')?.[1] ?? 'snapshot';
+    this.opts.metrics?.nacks.inc({ reason });
+    this.recentNacks.unshift({ at: new Date().toISOString(), sidecar: stream.key ?? '?', version: stream.status?.lastNack?.version ?? '', errors });
+    if (this.recentNacks.length > 20) this.recentNacks.length = 20;
+  }
+
+  /** Seconds our view has been behind etcd (see startLagProbe). */
+  watchLagSeconds(): number {
+    if (!this.behind) return 0;
+    if (BigInt(this.state.revision) >= this.behind.revision) {
+      this.behind = undefined;
+      return 0;
+    }
+    return (Date.now() - this.behind.since) / 1000;
+  }
+
+  /** Every few seconds, ask etcd for its revision: a view that stays behind it means the watch is stuck. */
+  private startLagProbe(): void {
+    const probe = async (): Promise<void> => {
+      try {
+        const rev = BigInt(await this.opts.store.currentRevision());
+        if (rev > BigInt(this.state.revision) && !this.behind) this.behind = { revision: rev, since: Date.now() };
+      } catch {
+        this.opts.metrics?.watchErrors.inc();
+      }
+    };
+    this.lagTimer = setInterval(() => void probe(), 5_000);
+    this.lagTimer.unref();
+  }
+
+  meshView(): MeshView {
+    const now = Date.now();
+    const edges = this.meshStats.edges(now);
+    const services = new Map<string, number>();
+    for (const i of this.state.instances.values()) services.set(i.service, (services.get(i.service) ?? 0) + 1);
+    for (const e of edges) for (const s of [e.source, e.destination]) if (!services.has(s)) services.set(s, 0);
+    const sidecars: MeshSidecar[] = [];
+    for (const s of this.streams) {
+      const i = s.instance;
+      if (!i || !s.key) continue;
+      const expiry = this.meshStats.certificateExpiry.get(s.key);
+      const nack = s.status?.lastNack;
+      sidecars.push({
+        namespace: i.namespace,
+        service: i.service,
+        instanceId: i.instanceId,
+        replica: this.replicaId,
+        appliedVersion: s.status?.appliedVersion ?? '',
+        certificateExpiry: expiry === undefined ? null : new Date(expiry).toISOString(),
+        lastNack: nack ? { at: nack.at, sidecar: s.key, version: nack.version, errors: nack.errors } : null,
+      });
+    }
+    sidecars.sort((a, b) => `${a.namespace}/${a.service}/${a.instanceId}`.localeCompare(`${b.namespace}/${b.service}/${b.instanceId}`));
+    return {
+      generatedAt: new Date(now).toISOString(),
+      windowSeconds: WINDOW_MS / 1000,
+      configVersion: this.snapshot?.version ?? '',
+      services: [...services].map(([name, instances]) => ({ name, instances })).sort((a, b) => a.name.localeCompare(b.name)),
+      edges,
+      sidecars,
+      nacks: [...this.recentNacks],
+    };
   }
 
   /** The trust domain certificates are issued in (the mesh-wide MeshConfig's). */
@@ -151,6 +247,7 @@ export class DiscoveryServer implements StreamHost {
 
   closed(stream: SidecarStream): void {
     this.streams.delete(stream);
+    if (stream.key) this.meshStats.forget(stream.key);
     // Shutting down: registrations stay; the sidecars re-register with another replica.
     if (this.stopped) return;
     const key = stream.key;
@@ -181,6 +278,7 @@ export class DiscoveryServer implements StreamHost {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.lagTimer);
     this.scheduler.stop();
     for (const t of this.pendingDeregister.values()) clearTimeout(t);
     for (const s of [...this.streams]) s.close();

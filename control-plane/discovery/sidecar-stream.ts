@@ -3,7 +3,7 @@
  * ACKs and NACKs. Malformed messages end this stream with INVALID_ARGUMENT and touch nothing else.
  */
 import * as grpc from '@grpc/grpc-js';
-import type { Hello, InstanceUpdate, StreamConfigRequest } from '../../protos/gen/remora/mesh/v1/discovery.js';
+import type { Hello, InstanceUpdate, StatsReport, StreamConfigRequest } from '../../protos/gen/remora/mesh/v1/discovery.js';
 import { HealthState } from '../../protos/gen/remora/mesh/v1/discovery.js';
 import { Checker, DNS_LABEL } from '../../lib/validate.js';
 import type { InstanceRecord, SidecarStatus } from '../resources/types.js';
@@ -19,6 +19,8 @@ export interface StreamHost {
   deregisterNow(stream: SidecarStream): void;
   statusChanged(status: SidecarStatus): void;
   closed(stream: SidecarStream): void;
+  statsReported(stream: SidecarStream, report: StatsReport): void;
+  nacked(stream: SidecarStream, errors: readonly string[]): void;
   log(level: 'info' | 'warn' | 'debug', obj: object, msg: string): void;
 }
 
@@ -53,7 +55,8 @@ export class SidecarStream {
   registered = false;
   draining = false;
   private lastSent: EncodedSnapshot | undefined;
-  private status: SidecarStatus | undefined;
+  /** What this sidecar last reported to `remora status` (version, last NACK). */
+  status: SidecarStatus | undefined;
   private ended = false;
 
   constructor(private readonly call: DiscoveryCall, private readonly host: StreamHost) {
@@ -110,8 +113,11 @@ export class SidecarStream {
       this.status = { ...this.status!, lastNack: { version: msg.nack.version, at: new Date().toISOString(), errors } };
       this.host.statusChanged(this.status);
       this.host.log('warn', { sidecar: this.key, version: msg.nack.version, errors }, 'sidecar rejected config (NACK)');
+      this.host.nacked(this, errors);
     } else if (msg.instanceUpdate) {
       this.onInstanceUpdate(msg.instanceUpdate);
+    } else if (msg.stats) {
+      this.host.statsReported(this, msg.stats);
     }
   }
 

@@ -94,6 +94,11 @@ export class EtcdStore implements Store {
     };
   }
 
+  async currentRevision(): Promise<string> {
+    this.assertOpen();
+    return (await this.client.kv.range({ key: keyBuf(this.prefix), limit: 1 })).header.revision;
+  }
+
   /** A document under `<prefix><path>` outside the resource areas (the CA's state), with its mod revision. */
   async readDocument(path: string): Promise<{ value: string; modRevision: string } | undefined> {
     this.assertOpen();

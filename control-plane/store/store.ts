@@ -70,6 +70,9 @@ export interface Store {
   deleteStatus(namespace: string, service: string, instanceId: string): Promise<void>;
   listStatus(): Promise<SidecarStatus[]>;
 
+  /** etcd's current revision (cheap: one range of at most one key). */
+  currentRevision(): Promise<string>;
+
   /** Revokes this replica's lease (its registrations and status vanish at once) and disconnects. */
   close(opts?: { revokeLease?: boolean }): Promise<void>;
 }

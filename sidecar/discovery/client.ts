@@ -12,6 +12,7 @@ import {
   type ResourceError,
   type StreamConfigRequest,
   type StreamConfigResponse,
+  type StatsReport,
 } from '../../protos/gen/remora/mesh/v1/discovery.js';
 import type { Logger } from '../../lib/log.js';
 import { fullJitterBackoff } from '../upstream/backoff.js';
@@ -29,6 +30,9 @@ export interface DiscoveryClientOptions {
   readonly backoffCapMs?: number;
   /** TLS to the control plane's 15012 port; plaintext (15010) when absent. */
   readonly credentials?: grpc.ChannelCredentials;
+  /** Golden metrics to report every statsIntervalMs (for the dashboard); none when absent. */
+  readonly stats?: () => StatsReport;
+  readonly statsIntervalMs?: number;
 }
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
@@ -52,6 +56,9 @@ export class DiscoveryClient {
   private health = HealthState.HEALTH_STATE_SERVING;
   private draining = false;
   connectedTo: string | undefined;
+  /** Snapshots rejected, and when the last was (ms since the epoch), for metrics. */
+  nacks = 0;
+  lastNackAt = 0;
 
   constructor(private readonly opts: DiscoveryClientOptions) {
     if (opts.instance.health === HealthState.HEALTH_STATE_NOT_SERVING) this.health = HealthState.HEALTH_STATE_NOT_SERVING;
@@ -59,7 +66,18 @@ export class DiscoveryClient {
     this.next = Math.floor(Math.random() * opts.controlPlanes.length);
   }
 
+  private statsTimer: NodeJS.Timeout | undefined;
+
   start(): void {
+    if (this.opts.stats && !this.statsTimer) {
+      const stats = this.opts.stats;
+      this.statsTimer = setInterval(() => {
+        const report = stats();
+        // Reported while connected; a report made while disconnected is dropped (the window moves on).
+        if (this.call && (report.destinations.length > 0 || report.certificateExpiryMs > 0)) this.call.write({ stats: report });
+      }, this.opts.statsIntervalMs ?? 5_000);
+      this.statsTimer.unref();
+    }
     this.connect();
   }
 
@@ -106,6 +124,8 @@ export class DiscoveryClient {
     if (errors.length === 0) call.write({ ack: { version: snap.version, nonce: snap.nonce } });
     else {
       this.opts.log.warn({ version: snap.version, errors }, 'config rejected (NACK); keeping the last good config');
+      this.nacks++;
+      this.lastNackAt = Date.now();
       call.write({ nack: { version: snap.version, nonce: snap.nonce, errors } });
     }
   }
@@ -140,6 +160,7 @@ export class DiscoveryClient {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    clearInterval(this.statsTimer);
     const call = this.call;
     this.call = undefined;
     if (call) {

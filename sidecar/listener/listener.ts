@@ -112,7 +112,8 @@ export class Listener {
       socket.destroy();
       return;
     }
-    tagSocket(socket, { identity, forwardedClientCert: `By=${this.ownIdentity};URI=${identity}` });
+    const serviceAccount = identity.slice(identity.lastIndexOf('/sa/') + 4);
+    tagSocket(socket, { identity, serviceAccount, forwardedClientCert: `By=${this.ownIdentity};URI=${identity}` });
     this.h2.emit('connection', socket);
   }
 

@@ -16,6 +16,7 @@ import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHtt
 import type { RetrySpec } from '../../control-plane/resources/types.js';
 import { Status, encodeGrpcMessage, respondWithError, type SidecarErrorReason, type StatusCode } from '../grpc/status.js';
 import type { Cluster } from '../upstream/cluster.js';
+import { recordOf, type CallRecord } from '../observability/call-record.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
 import { ConnectionOverflow } from '../upstream/endpoint.js';
 import { CALLER_CANCELLED, MISSING_TRAILERS, TRANSPORT_FAILURE } from '../proxy/forward.js';
@@ -66,8 +67,6 @@ function codesOf(spec: RetrySpec): ReadonlySet<number> {
   return codes;
 }
 
-/** Retries and timeouts counted for /clusters and, later, metrics. */
-export const policyStats = { retries: 0, budgetExhausted: 0, deadlineExceeded: 0, perTryTimeouts: 0 };
 
 interface Attempt {
   readonly up: ClientHttp2Stream;
@@ -102,6 +101,8 @@ export class PolicyCall {
   private finished = false;
   private attempt: Attempt | undefined;
   private attempts = 0;
+  /** The observability layer's record of this call, when it keeps one. */
+  private readonly record: CallRecord | undefined;
   private readonly tried = new Set<Endpoint>();
   private readonly deadlineAt: number | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -121,6 +122,7 @@ export class PolicyCall {
     private readonly held: number,
   ) {
     const policy = ctx.policy;
+    this.record = recordOf(down);
     this.retry = policy.retries && policy.retries.maxAttempts > 1 ? policy.retries : undefined;
     this.replayLimit = this.retry ? (this.retry.replayBufferBytes ?? 65_536) : 0;
     const timeout = effectiveTimeoutMs(policy.timeoutMs, parseGrpcTimeout(headers['grpc-timeout']), policy.grpcTimeout ?? 'CAP');
@@ -133,11 +135,11 @@ export class PolicyCall {
     down.on('error', () => {});
     down.on('wantTrailers', () => down.sendTrailers(this.trailers ?? MISSING_TRAILERS));
     if (policy.idleTimeoutMs) {
-      down.setTimeout(policy.idleTimeoutMs, () => this.fail(Status.DEADLINE_EXCEEDED, `remora: stream idle for ${policy.idleTimeoutMs} ms (route ${ctx.routeName})`, 'timeout'));
+      down.setTimeout(policy.idleTimeoutMs, () => (ctx.cluster.stats.timeouts++, this.fail(Status.DEADLINE_EXCEEDED, `remora: stream idle for ${policy.idleTimeoutMs} ms (route ${ctx.routeName})`, 'timeout')));
     }
     if (this.deadlineAt !== undefined) {
       this.deadlineTimer = setTimeout(() => {
-        policyStats.deadlineExceeded++;
+        ctx.cluster.stats.timeouts++;
         this.fail(Status.DEADLINE_EXCEEDED, `remora: deadline of ${timeout} ms exceeded (route ${ctx.routeName})`, 'timeout');
       }, Math.max(0, timeout!));
     }
@@ -150,6 +152,7 @@ export class PolicyCall {
   // ---- request direction ----
 
   private onRequestData(chunk: Buffer): void {
+    if (this.record !== undefined) this.record.bytesIn += chunk.length;
     if (!this.overflowed && this.retry) {
       this.buffered += chunk.length;
       if (this.buffered > this.replayLimit) {
@@ -227,7 +230,7 @@ export class PolicyCall {
     if (perTry !== undefined) {
       a.perTryTimer = setTimeout(() => {
         if (a.done || this.committed) return;
-        policyStats.perTryTimeouts++;
+        this.ctx.cluster.stats.perTryTimeouts++;
         a.status = Status.DEADLINE_EXCEEDED;
         a.up.close(NGHTTP2_CANCEL);
       }, perTry);
@@ -269,6 +272,7 @@ export class PolicyCall {
   }
 
   private send(a: Attempt, chunk: Buffer): void {
+    if (this.record !== undefined) this.record.bytesOut += chunk.length;
     if (!this.down.write(chunk)) {
       a.up.pause();
       this.down.once('drain', () => a.up.resume());
@@ -334,7 +338,8 @@ export class PolicyCall {
     const now = Date.now();
     const retryable = this.canRetry(outcome, refused, now, pushback);
     if (retryable !== undefined) {
-      policyStats.retries++;
+      this.ctx.cluster.stats.retries++;
+      if (this.record !== undefined) this.record.retries++;
       this.backoffTimer = setTimeout(() => {
         this.backoffTimer = undefined;
         if (this.finished) return;
@@ -382,7 +387,7 @@ export class PolicyCall {
       this.holdsRetry = true;
     }
     if (!budgetOf(spec).tryRetry(now)) {
-      policyStats.budgetExhausted++;
+      this.ctx.cluster.stats.retryBudgetExhausted++;
       return undefined;
     }
     return delay;

@@ -13,6 +13,7 @@ import http2, {
 } from 'node:http2';
 import { Status, encodeGrpcMessage, respondWithError, type StatusCode } from '../grpc/status.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
+import { recordOf, type CallRecord } from '../observability/call-record.js';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -55,6 +56,8 @@ class ProxyCall {
   /** grpc-status as the upstream sent it; undefined until headers-with-status or trailers arrive. */
   status: string | string[] | undefined = undefined;
   callerGone = false;
+  /** The observability layer's record, when it keeps one. */
+  rec: CallRecord | undefined = undefined;
 
   constructor(
     readonly down: Down,
@@ -83,7 +86,9 @@ function noop(): void {}
 // Request direction: downstream → upstream. 'drain' listeners are added only once a write
 // backs up, which a small unary call never does.
 function onDownData(this: Down, chunk: Buffer): void {
-  const up = this[kCall].up;
+  const call = this[kCall];
+  if (call.rec !== undefined) call.rec.bytesIn += chunk.length;
+  const up = call.up;
   if (!up.write(chunk)) {
     this.pause();
     if (up.listenerCount('drain') === 0) up.on('drain', onUpDrain);
@@ -114,7 +119,9 @@ function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): vo
   }
 }
 function onUpData(this: Up, chunk: Buffer): void {
-  const down = this[kCall].down;
+  const call = this[kCall];
+  if (call.rec !== undefined) call.rec.bytesOut += chunk.length;
+  const down = call.down;
   if (!down.write(chunk)) {
     this.pause();
     if (down.listenerCount('drain') === 0) down.on('drain', onDownDrain);
@@ -239,6 +246,7 @@ export function forwardCall(
   pooled.active++;
   endpoint.activeRequests++;
   const call = new ProxyCall(down as Down, up as Up, pooled, endpoint, observer, now, held);
+  call.rec = recordOf(down);
   (down as Down)[kCall] = call;
   (up as Up)[kCall] = call;
 

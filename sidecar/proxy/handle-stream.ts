@@ -15,6 +15,7 @@ import { PolicyCall } from '../policy/policy-call.js';
 import { decideFault } from '../faults/fault.js';
 import { startMirror } from './mirror.js';
 import type { IdempotencyCatalog } from '../idempotency/catalog.js';
+import { recordOf } from '../observability/call-record.js';
 import { OVERFLOW_HEADER, overflowMessage, type BreakerKind, type BreakerName } from '../health/circuit-breakers.js';
 
 export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
@@ -87,10 +88,13 @@ function dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, route
     endpoint = cluster.pick(pickContext);
     if (endpoint === undefined) cluster = primary;
   }
+  const rec = recordOf(stream);
+  if (rec !== undefined) rec.cluster = cluster;
   if (endpoint === undefined) {
     respondWithError(stream, Status.UNAVAILABLE, `remora: ${cluster.unavailableReason(now)}`, 'no-endpoint');
     return;
   }
+  if (rec !== undefined) rec.endpoint = endpoint.key;
   const breakers = cluster.breakers;
   let held = 0;
   if (breakers !== undefined) {
@@ -150,6 +154,8 @@ export function createStreamHandler(router: () => Router, descriptors?: Idempote
       return;
     }
     if (headers.host !== undefined) delete headers.host;
+    const rec = recordOf(stream);
+    if (rec !== undefined) rec.destination = route.service;
     const mirror = route.mirror;
     if (mirror !== undefined && Math.random() * 100 < mirror.percent) startMirror(stream, headers, mirror.cluster, pickContext);
     const fault = route.policy.fault;

@@ -9,6 +9,8 @@ import type { TLSSocket } from 'node:tls';
 export interface PeerInfo {
   /** spiffe://<trust-domain>/ns/<ns>/sa/<sa> */
   readonly identity: string;
+  /** The <sa> part: the caller as metrics name it. */
+  readonly serviceAccount: string;
   /** x-forwarded-client-cert for the app: `By=<us>;URI=<peer>`, as Istio's sidecars write it. */
   readonly forwardedClientCert: string;
 }

@@ -5,6 +5,7 @@
  * the endpoints whose address is unchanged, so live sessions survive a push; removed ones drain.
  */
 import type { SecureContext } from 'node:tls';
+import { ClusterStats } from './cluster-stats.js';
 import type { ClusterConfig, HealthCheckSpec, OutlierDetectionSpec } from '../config/model.js';
 import type { Balancer, PickContext } from './balancer.js';
 import { createBalancer, DEFAULT_LOAD_BALANCING } from './balancers.js';
@@ -44,6 +45,7 @@ export class Cluster implements CallObserver, ConnectionGate {
   private health: HealthChecker<Endpoint> | undefined;
   private outliers: OutlierDetector<Endpoint> | undefined;
   private failureCodes: ReadonlySet<number> = DEFAULT_FAILURE_CODES;
+  readonly stats = new ClusterStats();
   /** Undefined when the cluster sets no limits, so the common path skips the counting. */
   breakers: ClusterCircuitBreakers | undefined;
   private cfg: ClusterConfig;
@@ -109,7 +111,11 @@ export class Cluster implements CallObserver, ConnectionGate {
       this.health = spec
         ? new HealthChecker<Endpoint>(
             spec,
-            (e) => probeGrpcHealth(e.acquire(Date.now()).session, { authority: this.name, serviceName: spec.serviceName, timeoutMs: spec.timeoutMs }),
+            (e) => probeGrpcHealth(e.acquire(Date.now()).session, { authority: this.name, serviceName: spec.serviceName, timeoutMs: spec.timeoutMs }).then((r) => {
+              if (r === 'SERVING') this.stats.healthChecksHealthy++;
+              else this.stats.healthChecksUnhealthy++;
+              return r;
+            }),
             () => this.refresh(),
           )
         : undefined;
@@ -120,7 +126,12 @@ export class Cluster implements CallObserver, ConnectionGate {
   private configureOutliers(before: OutlierDetectionSpec | undefined, spec: OutlierDetectionSpec | undefined): void {
     if (!same(before, spec) || (spec && !this.outliers)) {
       this.outliers?.stop();
-      this.outliers = spec ? new OutlierDetector<Endpoint>(spec, () => this.refresh()) : undefined;
+      this.outliers = spec
+        ? new OutlierDetector<Endpoint>(spec, (_e, ejected) => {
+            if (ejected) this.stats.ejections++;
+            this.refresh();
+          })
+        : undefined;
       this.failureCodes = this.outliers?.failureCodes ?? DEFAULT_FAILURE_CODES;
     }
     this.outliers?.setTargets([...this.endpoints.values()]);
