@@ -162,9 +162,11 @@ test('STRICT mTLS: identities reach the app, plaintext and foreign, expired or m
 test('the CA refuses a bad token; a sidecar whose certificate expires stops being ready and recovers when the CA is back', async (t) => {
   const etcd = await startEtcd();
   const secrets = await meshSecrets();
-  let cp = await startControlPlane([etcd.endpoint], [...secrets.cpArgs, '--cert-ttl-s', '10']);
+  // Debug logs on, so the check that no secret is ever logged sees everything there is.
+  let cp = await startControlPlane([etcd.endpoint], [...secrets.cpArgs, '--cert-ttl-s', '10'], undefined, { REMORA_LOG_LEVEL: 'debug' });
+  const firstCp = cp;
   const app = await startEchoServer(0, 'delta');
-  const good = await startSidecar({ controlPlanes: [cp.address], service: 'delta', appPort: app.port, extraArgs: [...secrets.sidecarArgs, '--service-account', 'delta'] });
+  const good = await startSidecar({ controlPlanes: [cp.address], service: 'delta', appPort: app.port, extraArgs: [...secrets.sidecarArgs, '--service-account', 'delta'], env: { REMORA_LOG_LEVEL: 'debug' } });
   const { writeFile } = await import('node:fs/promises');
   const badTokenFile = `${secrets.dir}/bad-token`;
   await writeFile(badTokenFile, 'not-a-token-the-ca-knows');
@@ -208,7 +210,12 @@ test('the CA refuses a bad token; a sidecar whose certificate expires stops bein
   t.false(expired.certificate.valid);
   cp = await startControlPlane([etcd.endpoint], [...secrets.cpArgs, '--cert-ttl-s', '10', '--port', String(cp.grpc)]);
   await ready(good);
-  t.pass();
+  // Nothing secret in any log: no private key, no token, no passphrase.
+  const logs = [firstCp.proc.output(), good.proc.output(), bad.proc.output()].join('\n');
+  t.true(logs.includes('certificate issued'), 'the debug logs were captured');
+  for (const secret of ['PRIVATE KEY', secrets.token, secrets.passphrase, 'not-a-token-the-ca-knows', 'wrong-token']) {
+    t.false(logs.includes(secret), `a log contains ${secret === 'PRIVATE KEY' ? 'a private key' : 'a secret'}`);
+  }
 });
 
 test('sidecars reach the control plane over its TLS port, verified with the mesh roots; a sidecar trusting another CA cannot', async (t) => {

@@ -82,7 +82,7 @@ export interface ControlPlaneHandle {
   readonly tlsAddress: string;
 }
 
-export async function startControlPlane(etcdEndpoints: string[], extraArgs: string[] = [], replicaId?: string): Promise<ControlPlaneHandle> {
+export async function startControlPlane(etcdEndpoints: string[], extraArgs: string[] = [], replicaId?: string, env: Record<string, string> = {}): Promise<ControlPlaneHandle> {
   const proc = await startRemora(
     [
       'control-plane',
@@ -96,7 +96,7 @@ export async function startControlPlane(etcdEndpoints: string[], extraArgs: stri
       ...(extraArgs.includes('--ca') ? [] : ['--ca', 'none']),
       ...extraArgs,
     ],
-    { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn' } },
+    { portsFile: true, env: { REMORA_LOG_LEVEL: 'warn', ...env } },
   );
   const { grpc, http, tls } = proc.ports as Record<'grpc' | 'http' | 'tls', number>;
   return { proc, grpc, http, tls, address: `127.0.0.1:${grpc}`, tlsAddress: `127.0.0.1:${tls}` };
