@@ -274,7 +274,7 @@ export const demoCommand: Command = {
       const entry = plan.entryPort;
       process.stdout.write(
         `\nremora demo: the shop is up${direct ? ' (direct, no sidecars)' : ''}; config and logs in ${dir}\n\n` +
-          `${table(children)}\n\nTry:\n${hints(layout, entry, direct, dir, etcd?.endpoint)}\n\nCtrl-C stops everything.\n\n`,
+          `${table(children)}\n\n${controlPlaneHttp ? `Dashboard: http://${LOOPBACK}:${controlPlaneHttp}/   metrics: curl -s ${LOOPBACK}:${layout.orders.stats}/metrics\n\n` : ''}Try:\n${hints(layout, entry, direct, dir, etcd?.endpoint)}\n\nCtrl-C stops everything.\n\n`,
       );
 
       const duration = f['duration-s'];

@@ -24,14 +24,9 @@ export interface ObservabilityOptions {
 /** Calls in flight, by direction (the active-streams gauge). */
 export const activeCalls: Record<Direction, number> = { inbound: 0, outbound: 0 };
 
-function statusOf(stream: ServerHttp2Stream): { status: number; flag: string | undefined; overflow: string | undefined } {
-  const trailers = stream.sentTrailers as IncomingHttpHeaders | undefined;
-  const headers = stream.sentHeaders as IncomingHttpHeaders | undefined;
-  const raw = trailers?.['grpc-status'] ?? headers?.['grpc-status'];
-  const status = raw === undefined ? -1 : Number(raw);
-  const flag = (trailers?.['x-remora-error'] ?? headers?.['x-remora-error']) as string | undefined;
-  const overflow = (trailers?.[OVERFLOW_HEADER] ?? headers?.[OVERFLOW_HEADER]) as string | undefined;
-  return { status: Number.isInteger(status) ? status : -1, flag, overflow };
+/** A header the sidecar sent, from the trailers or else the (trailers-only) response headers. */
+function sent(trailers: IncomingHttpHeaders | undefined, headers: IncomingHttpHeaders | undefined, name: string): string | undefined {
+  return (trailers?.[name] ?? headers?.[name]) as string | undefined;
 }
 
 export function observeCalls(inner: StreamHandler, direction: Direction, opts: ObservabilityOptions): StreamHandler {
@@ -42,7 +37,13 @@ export function observeCalls(inner: StreamHandler, direction: Direction, opts: O
     const rec = recordOf(this);
     if (rec === undefined) return;
     activeCalls[direction]--;
-    const { status, flag, overflow } = statusOf(this);
+    const trailers = this.sentTrailers as IncomingHttpHeaders | undefined;
+    const headers = this.sentHeaders as IncomingHttpHeaders | undefined;
+    const raw = sent(trailers, headers, 'grpc-status');
+    const parsed = raw === undefined ? -1 : Number(raw);
+    const status = Number.isInteger(parsed) ? parsed : -1;
+    const flag = sent(trailers, headers, 'x-remora-error');
+    const overflow = flag === 'overflow' ? sent(trailers, headers, OVERFLOW_HEADER) : undefined;
     const seconds = (performance.now() - rec.startedAt) / 1000;
     if (overflow !== undefined) rec.cluster?.stats.overflow(overflow);
     metrics?.record(direction, rec.source, rec.destination, rec.method, status, seconds, rec.bytesIn, rec.bytesOut);
@@ -82,7 +83,8 @@ export function observeCalls(inner: StreamHandler, direction: Direction, opts: O
     if (rec.span === undefined) rec.traceparent = headers.traceparent as string | undefined;
     attachRecord(stream, rec);
     activeCalls[direction]++;
-    stream.once('close', onClose);
+    // on, not once: 'close' fires once, and once() would allocate a wrapper per call.
+    stream.on('close', onClose);
     inner(stream, headers);
   };
 }

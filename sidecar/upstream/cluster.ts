@@ -251,8 +251,10 @@ export class Cluster implements CallObserver, ConnectionGate {
       circuitBreakers: this.breakers
         ? Object.fromEntries((['connection', 'pending', 'request', 'retry'] as const).map((k) => [k, { active: this.breakers!.active(k), limit: this.breakers!.limit(k), overflows: this.breakers!.overflows(k) }]))
         : null,
+      stats: { ...this.stats, overflows: Object.fromEntries(this.stats.overflows) },
       endpoints: [...this.endpoints.values()].map((e) => ({
         address: e.key,
+        identity: e.identity ?? null,
         weight: e.weight,
         labels: e.labels,
         healthy: this.health ? this.health.isHealthy(e) : null,
