@@ -40,6 +40,8 @@ export async function startBenchControlPlane(s: ControlPlaneSettings): Promise<B
       '--port', '0',
       '--http-port', '0',
       '--replica-id', 'bench-cp',
+      // Config convergence is what this bench measures: no CA, so no certificate traffic in the numbers.
+      '--ca', 'none',
     ],
     { portsFile: true, env: { REMORA_LOG_LEVEL: s.logLevel }, nodeArgs },
   );
