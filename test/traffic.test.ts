@@ -88,9 +88,10 @@ test('active health checks take an instance out while NOT_SERVING and back when 
         name: 'echo',
         endpoints: [{ address: '127.0.0.1', port: a.port }, { address: '127.0.0.1', port: b.port }],
         loadBalancing: { policy: 'ROUND_ROBIN' },
-        // A timeout of a whole interval and two failures in a row: a probe slowed by a busy CI
-        // machine must not take the healthy instance out too.
-        healthCheck: { intervalMs: 200, timeoutMs: 200, healthyThreshold: 1, unhealthyThreshold: 2, jitterMs: 20 },
+        // A generous timeout and two failures in a row: a probe slowed by a busy CI machine must
+        // not take the healthy instance out too (NOT_SERVING answers come at once, so the
+        // timeout does not slow what the test measures). 200 ms was seen to fail on a loaded CI.
+        healthCheck: { intervalMs: 200, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 2, jitterMs: 20 },
       }],
     },
   });
