@@ -91,7 +91,7 @@ test('active health checks take an instance out while NOT_SERVING and back when 
         // A generous timeout and two failures in a row: a probe slowed by a busy CI machine must
         // not take the healthy instance out too (NOT_SERVING answers come at once, so the
         // timeout does not slow what the test measures). 200 ms was seen to fail on a loaded CI.
-        healthCheck: { intervalMs: 200, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 2, jitterMs: 20 },
+        healthCheck: { intervalMs: 400, timeoutMs: 400, healthyThreshold: 1, unhealthyThreshold: 2, jitterMs: 20 },
       }],
     },
   });
@@ -105,7 +105,7 @@ test('active health checks take an instance out while NOT_SERVING and back when 
     const clusters = await getJson<{ name: string; endpoints: { address: string; healthy: boolean }[] }[]>(sc.admin, '/clusters');
     return clusters.find((c) => c.name === 'echo')?.endpoints.some((e) => e.address.endsWith(`:${b.port}`) && e.healthy === false);
   }, 3000);
-  t.log(`NOT_SERVING noticed after ${Date.now() - cut} ms (interval 200 ms, 2 failures)`);
+  t.log(`NOT_SERVING noticed after ${Date.now() - cut} ms (interval 400 ms, 2 failures)`);
   t.deepEqual(await served(20), ['a'], 'no call reaches an unhealthy instance');
   b.setServing(true);
   await eventually('b back', async () => (await served(10)).includes('b'), 3000);
