@@ -140,15 +140,21 @@ async function waitForIdentity(role: string, adminPort: number, expected: string
   const deadline = Date.now() + timeoutMs;
   let last: CertsView | undefined;
   for (;;) {
-    last = await getJson<CertsView>(adminPort, '/certs');
-    if (last.required && last.valid && last.identity?.spiffeId !== undefined) break;
+    let unreachable: string | undefined;
+    try {
+      last = await getJson<CertsView>(adminPort, '/certs');
+      if (last.required && last.valid && last.identity?.spiffeId !== undefined) break;
+    } catch (err) {
+      // The admin port opens just after the listeners the topology waited for: try again.
+      unreachable = (err as Error).message;
+    }
     if (Date.now() > deadline) {
-      const why = last.identity?.lastError ? `: ${last.identity.lastError}` : '';
-      throw new Error(`${role} has no valid workload certificate after ${timeoutMs} ms${why} (admin /certs: ${JSON.stringify(last)})`);
+      const why = last?.identity?.lastError ? `: ${last.identity.lastError}` : unreachable ? `: admin port ${adminPort}: ${unreachable}` : '';
+      throw new Error(`${role} has no valid workload certificate after ${timeoutMs} ms${why} (admin /certs: ${JSON.stringify(last ?? null)})`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  if (last.identity?.spiffeId !== expected) throw new Error(`${role} presents ${last.identity?.spiffeId}, not ${expected}`);
+  if (last?.identity?.spiffeId !== expected) throw new Error(`${role} presents ${last.identity?.spiffeId}, not ${expected}`);
 }
 
 export interface MtlsPair {
