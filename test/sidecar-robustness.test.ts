@@ -5,9 +5,12 @@
 import test from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
 import { startEchoServer, echoClient, unary, EchoService, grpc, identity } from './fixtures/echo-service.js';
 import { startRawUpstream, rawCall, grpcFrame, answerOk, hardReset } from './fixtures/raw-h2.js';
 import { startSidecar, getJson } from './harness/sidecars.js';
+import { certificateFileArgs, leafFrom, otherCa } from './harness/mesh-ca.js';
 import { freePort, rssBytes } from '../lib/processes.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -195,4 +198,87 @@ test('SIGTERM drains: the in-flight call finishes, new connections are refused, 
   client.close();
   const ready = await getJson<unknown>(sc.stats, '/healthz/ready').then(() => 'up', () => 'down');
   t.is(ready, 'down');
+});
+
+/**
+ * A minimal HTTP/2 server written frame by frame, so a response's HEADERS, DATA and trailers leave
+ * in ONE socket write (node's own server may flush them separately).
+ */
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(streamId, 5);
+  return Buffer.concat([h, payload]);
+}
+function literal(name: string, value: string): Buffer {
+  // Literal header field without indexing, new name, no Huffman (short strings only).
+  return Buffer.concat([Buffer.from([0x00, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
+}
+async function startOneWriteUpstream(tlsOptions?: tls.TlsOptions): Promise<{ port: number; close(): void }> {
+  const onSocket = (socket: net.Socket): void => {
+    let buf = Buffer.alloc(0);
+    let prefaceSeen = false;
+    socket.on('error', () => {});
+    socket.write(frame(0x4, 0, 0, Buffer.alloc(0))); // our SETTINGS (defaults)
+    socket.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!prefaceSeen) {
+        if (buf.length < 24) return;
+        buf = buf.subarray(24);
+        prefaceSeen = true;
+      }
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) return;
+        const type = buf[3]!;
+        const flags = buf[4]!;
+        const streamId = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(9 + len);
+        if (type === 0x4 && !(flags & 0x1)) socket.write(frame(0x4, 0x1, 0, Buffer.alloc(0))); // ACK their SETTINGS
+        if (type === 0x1) {
+          // HEADERS (:status 200 = static index 8, content-type = static name 31), DATA, trailers: one write.
+          const head = Buffer.concat([Buffer.from([0x88, 0x5f, 16]), Buffer.from('application/grpc'), literal('x-upstream', 'one-write')]);
+          socket.write(Buffer.concat([
+            frame(0x1, 0x4, streamId, head),
+            frame(0x0, 0x0, streamId, grpcFrame(Buffer.from('hello'))),
+            frame(0x1, 0x5, streamId, literal('grpc-status', '0')),
+          ]));
+        }
+      }
+    });
+  };
+  const server = tlsOptions ? tls.createServer({ ...tlsOptions, ALPNProtocols: ['h2'] }, onSocket) : net.createServer(onSocket);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as net.AddressInfo).port, close: () => server.close() };
+}
+
+for (const overTls of [false, true]) test(`an upstream whose headers and first message arrive in one read${overTls ? ' over mTLS' : ''}: forwarded intact, no default headers, no crash`, async (t) => {
+  // node emits a client stream's 'response' on the next tick, while DATA processed in the same
+  // callback can be emitted at once: forwarding it before responding made node send default
+  // headers and the sidecar crash (ERR_HTTP2_HEADERS_SENT). That race needed the bench's load to
+  // show (two-hop-mtls); this test pins the one-write response path, on which it happens.
+  const serverId = 'spiffe://cluster.local/ns/default/sa/upstream';
+  const ca = overTls ? await otherCa() : undefined;
+  const leaf = ca ? await leafFrom(ca, serverId) : undefined;
+  const upstream = await startOneWriteUpstream(ca && leaf ? { key: leaf.keyPem, cert: leaf.certPem, ca: ca.certPem, requestCert: true, minVersion: 'TLSv1.3' } : undefined);
+  const sc = ca
+    ? await startSidecar({
+        config: { clusters: [{ name: 'one', endpoints: [{ address: '127.0.0.1', port: upstream.port, identity: serverId }] }] },
+        extraArgs: await certificateFileArgs(ca, 'spiffe://cluster.local/ns/default/sa/caller'),
+      })
+    : await startSidecar({ clusters: { one: [upstream.port] } });
+  const c = echoClient(`127.0.0.1:${sc.outbound}`, 'one');
+  t.teardown(async () => {
+    c.close();
+    await sc.proc.stop();
+    upstream.close();
+  });
+  const results = await Promise.all(Array.from({ length: 50 }, () => unary(c, Buffer.from('x')).then(
+    (r) => `${String(r.headers.get('x-upstream')[0])} ${r.response.toString()}`,
+    (e: grpc.ServiceError) => `error ${e.code} ${e.details}`,
+  )));
+  t.deepEqual([...new Set(results)], ['one-write hello'], "every call got the upstream's own headers and message");
+  t.is(sc.proc.exitCode, null, 'the sidecar is still running');
 });

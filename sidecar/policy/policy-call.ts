@@ -237,7 +237,6 @@ export class PolicyCall {
     }
     up.on('error', () => {});
     up.on('response', (h: IncomingHttpHeaders, flags: number) => this.onResponse(a, h, flags));
-    up.on('data', (chunk: Buffer) => this.onResponseData(a, chunk));
     up.on('trailers', (t: IncomingHttpHeaders) => this.onTrailers(a, t));
     up.on('close', () => this.onAttemptClose(a));
     for (const c of this.chunks) up.write(c);
@@ -245,6 +244,10 @@ export class PolicyCall {
   }
 
   private onResponse(a: Attempt, h: IncomingHttpHeaders, flags: number): void {
+    // DATA can be emitted before 'response' (node emits the latter on the next tick): read the
+    // body only once the headers are known (see forward.ts).
+    if (!(flags & NGHTTP2_FLAG_END_STREAM)) a.up.on('data', (chunk: Buffer) => this.onResponseData(a, chunk));
+    else a.up.resume();
     const now = Date.now();
     this.ctx.cluster.responseStarted(a.endpoint, now - a.startedAt, now);
     if (this.finished || a !== this.attempt) return;

@@ -108,7 +108,10 @@ function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): vo
   const now = Date.now();
   call.observer.responseStarted(call.endpoint, now - call.startedAt, now);
   const down = call.down;
-  if (down.closed || down.destroyed) return;
+  if (down.closed || down.destroyed) {
+    this.resume(); // nobody to forward to: let any body drain away
+    return;
+  }
   if (flags & NGHTTP2_FLAG_END_STREAM) {
     // Trailers-only: the status is in these headers and there is nothing else to send.
     call.status = headers['grpc-status'];
@@ -116,6 +119,10 @@ function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): vo
     down.respond(headers, RESPOND_END);
   } else {
     down.respond(headers, RESPOND_WITH_TRAILERS);
+    // Only now: node emits 'response' on the next tick, and over TLS the first DATA can arrive
+    // in the same read and be emitted before it; writing it downstream first would make node send
+    // default headers (:status 200, no gRPC headers) and the respond() above would throw.
+    this.on('data', onUpData);
   }
 }
 function onUpData(this: Up, chunk: Buffer): void {
@@ -257,7 +264,6 @@ export function forwardCall(
   down.on('error', noop);
 
   up.on('response', onUpResponse);
-  up.on('data', onUpData);
   up.on('trailers', onUpTrailers);
   up.on('end', onUpEnd);
   up.on('close', onUpClose);
