@@ -254,7 +254,7 @@ test('the sidecar checks its own app: NOT_SERVING makes it unready and takes the
   const etcd = await startEtcd();
   const cp = await startControlPlane([etcd.endpoint]);
   const app = await startEchoServer(0, 'a');
-  const server = await startSidecar({ controlPlanes: [cp.address], service: 'echo', appPort: app.port, extraArgs: ['--instance-id', 'echo-a', '--app-health-interval-ms', '200'] });
+  const server = await startSidecar({ controlPlanes: [cp.address], service: 'echo', appPort: app.port, extraArgs: ['--instance-id', 'echo-a', '--app-health-interval-ms', '500'] });
   const client = await startSidecar({ controlPlanes: [cp.address], service: 'client', extraArgs: ['--register=false'] });
   t.teardown(async () => {
     await Promise.all([client, server].map((s) => s.proc.stop()));
