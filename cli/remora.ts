@@ -14,6 +14,8 @@ const commands: Record<string, () => Promise<Command>> = {
   delete: async () => (await import('./delete-command.js')).deleteCommand,
   status: async () => (await import('./status-command.js')).statusCommand,
   ca: async () => (await import('./ca-command.js')).caCommand,
+  'init-iptables': async () => (await import('./init-iptables-command.js')).initIptablesCommand,
+  'wait-ready': async () => (await import('./wait-ready-command.js')).waitReadyCommand,
 };
 
 function topUsage(): string {

@@ -19,7 +19,8 @@ fi
 # Debian packages: only what is missing, so a prepared machine pays nothing.
 packages=()
 # chromium: the dashboard test drives it with playwright-core (never a downloaded browser).
-for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server chromium}; do
+# iproute2, iptables: the interception test runs real iptables rules in network namespaces.
+for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server chromium iproute2 iptables}; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || packages+=("$pkg")
 done
 if [ "${#packages[@]}" -gt 0 ]; then
