@@ -14,6 +14,7 @@ const commands: Record<string, () => Promise<Command>> = {
   delete: async () => (await import('./delete-command.js')).deleteCommand,
   status: async () => (await import('./status-command.js')).statusCommand,
   ca: async () => (await import('./ca-command.js')).caCommand,
+  inject: async () => (await import('./inject-command.js')).injectCommand,
   'init-iptables': async () => (await import('./init-iptables-command.js')).initIptablesCommand,
   'wait-ready': async () => (await import('./wait-ready-command.js')).waitReadyCommand,
 };

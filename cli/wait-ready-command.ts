@@ -1,7 +1,8 @@
 /**
- * `remora wait-ready`: block until the sidecar reports ready (GET :15020/healthz/ready is 200).
- * Injected in classic mode as the app container's postStart hook... of the sidecar, so Kubernetes
- * starts the app only once the sidecar can carry its calls.
+ * `remora wait-ready`: block until the sidecar can carry calls: serving, configured, and holding a
+ * valid certificate (if it needs one). Injected in classic mode as the sidecar container's
+ * postStart hook, so Kubernetes starts the app container only after it. The app's own health is
+ * deliberately not waited for (the app starts after this hook; /healthz/ready includes it).
  */
 import { parseCommand, usage, UsageError, type Command, type FlagDefs } from './flags.js';
 
@@ -28,8 +29,10 @@ export const waitReadyCommand: Command = {
     while (Date.now() < deadline) {
       try {
         const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+        const body = (await res.json()) as { state?: string; version?: string; certificate?: { required: boolean; valid: boolean } };
         if (res.status === 200) return;
-        last = `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
+        if (body.state === 'serving' && body.version && (!body.certificate?.required || body.certificate.valid)) return;
+        last = `HTTP ${res.status}: ${JSON.stringify(body).slice(0, 200)}`;
       } catch (err) {
         last = (err as Error).message;
       }

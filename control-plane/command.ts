@@ -16,6 +16,9 @@ import { PkiError } from '../lib/pki/x509.js';
 import { addCertificateService } from './ca/certificate-service.js';
 import { ServingCertificate } from './ca/serving-certificate.js';
 import { ControlPlaneMetrics } from './observability/cp-metrics.js';
+import { startWebhookServer } from './injection/webhook-server.js';
+import { injectOptions, InjectOptionsError } from './injection/options.js';
+import { remoraVersion } from '../cli/inject-command.js';
 import { anyOf, type Authenticator } from './ca/authenticator.js';
 import { loadBootstrapTokens } from './ca/bootstrap-tokens.js';
 import { KubernetesTokenReviewer, inClusterTokenReviewOptions } from './ca/token-review.js';
@@ -30,6 +33,11 @@ const FLAGS = {
   'lease-ttl-s': { type: 'int', help: 'etcd lease TTL for registrations: a dead replica\'s registrations vanish after this', default: 10 },
   'deregister-grace-ms': { type: 'int', help: 'how long a sidecar whose stream broke stays registered, waiting to reconnect', default: 10_000 },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON' },
+  'webhook-port': { type: 'int', help: 'Kubernetes mutating admission webhook (HTTPS, certificate from the mesh CA); -1 = none', default: 15_017 },
+  'webhook-dns-names': { type: 'list', help: 'DNS names in the webhook\'s certificate (its Service)', default: 'remora-webhook.remora-system.svc,remora-webhook.remora-system,remora-webhook' },
+  'inject-image': { type: 'string', help: 'sidecar image the webhook injects', default: 'localhost/remora:local' },
+  'inject-mode': { type: 'string', help: 'native (init container with restartPolicy Always, Kubernetes 1.29+) or classic (an ordinary container)', default: 'native' },
+  'inject-control-plane': { type: 'string', help: 'control-plane address injected sidecars dial (TLS)', default: 'remora-control-plane.remora-system.svc:15012' },
   'tls-port': { type: 'int', help: 'discovery and certificate gRPC port with TLS (a certificate from the mesh CA; sidecars verify it with --control-plane-ca-file); -1 = none', default: 15_012 },
   'tls-dns-names': { type: 'list', help: 'DNS names in the TLS port\'s certificate, besides its SPIFFE ID', default: `localhost,remora-control-plane,remora-control-plane.remora-system.svc,${os.hostname()}` },
   ca: { type: 'string', help: 'mesh CA: etcd (a root kept in etcd, key encrypted), files (--ca-cert-file/--ca-key-file, e.g. an intermediate of your company root), or none (plaintext mesh)', default: 'etcd' },
@@ -155,7 +163,24 @@ export const controlPlaneCommand: Command = {
           ),
         )
       : undefined;
-    if (flags['ports-file']) await writePortsFile(flags['ports-file'], { grpc: port, http: httpPort, ...(tlsPort !== undefined ? { tls: tlsPort } : {}) });
+    // The admission webhook: HTTPS with its own certificate from the mesh CA (none: --ca none or --webhook-port -1).
+    let inject: ReturnType<typeof injectOptions>;
+    try {
+      inject = injectOptions({ image: flags['inject-image'], mode: flags['inject-mode'] as 'native' | 'classic', controlPlane: flags['inject-control-plane'], version: await remoraVersion() });
+    } catch (err) {
+      if (err instanceof InjectOptionsError) throw new UsageError(`--inject-*: ${err.message}`);
+      throw err;
+    }
+    const webhookCert = ca.kind === 'none' || flags['webhook-port'] < 0 ? undefined : new ServingCertificate(meshCa, flags['webhook-dns-names'], () => discovery.trustDomain(), log, 'remora-webhook');
+    let webhookTls: { key: string; cert: string } | undefined;
+    const webhook = webhookCert
+      ? await startWebhookServer({ address: flags.address, port: flags['webhook-port'], tls: () => webhookTls, injectOptions: inject, log })
+      : undefined;
+    webhookCert?.addIdentityCertificateListener((update) => {
+      webhookTls = update ? { key: update.privateKey.toString(), cert: update.certificate.toString() } : undefined;
+      webhook?.refreshTls();
+    });
+    if (flags['ports-file']) await writePortsFile(flags['ports-file'], { grpc: port, http: httpPort, ...(tlsPort !== undefined ? { tls: tlsPort } : {}), ...(webhook ? { webhook: webhook.port } : {}) });
 
     let stopping = false;
     const stop = async (why: string): Promise<void> => {
@@ -163,6 +188,8 @@ export const controlPlaneCommand: Command = {
       stopping = true;
       log.info({ why }, 'stopping');
       serving?.stop();
+      webhookCert?.stop();
+      await webhook?.close();
       await caWatch?.close();
       await discovery.stop();
       grpcServer.forceShutdown();
@@ -181,6 +208,7 @@ export const controlPlaneCommand: Command = {
         caWatch = await startCa(ca, store, meshCa, log, () => {
           discovery.caChanged();
           serving?.caChanged();
+          webhookCert?.caChanged();
         });
         break;
       } catch (err) {
@@ -194,6 +222,7 @@ export const controlPlaneCommand: Command = {
       }
     }
     await discovery.start();
+    if (webhookCert) await webhookCert.refresh();
     if (serving) {
       await serving.refresh();
       log.info({ tlsPort }, 'control plane TLS port serving');

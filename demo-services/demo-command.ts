@@ -228,7 +228,7 @@ export const demoCommand: Command = {
         const cp = await start(
           'control-plane',
           ['control-plane', '--etcd-endpoints', etcd.endpoint, '--address', LOOPBACK, '--port', String(base === 0 ? 0 : base + 3),
-            '--http-port', String(base === 0 ? 0 : base + 4), '--tls-port', String(base === 0 ? 0 : base + 5), '--replica-id', 'demo-cp-0',
+            '--http-port', String(base === 0 ? 0 : base + 4), '--tls-port', String(base === 0 ? 0 : base + 5), '--webhook-port', String(base === 0 ? 0 : base + 6), '--replica-id', 'demo-cp-0',
             '--ca', 'etcd', '--ca-key-passphrase-file', secrets.passphraseFile, '--bootstrap-token-file', secrets.tokensFile],
           [],
           (proc) => `discovery ${LOOPBACK}:${proc.ports.grpc}  TLS :${proc.ports.tls}  http :${proc.ports.http}  (etcd ${etcd!.endpoint})`,

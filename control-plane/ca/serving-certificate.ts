@@ -30,13 +30,15 @@ export class ServingCertificate implements Provider {
     private readonly dnsNames: readonly string[],
     private readonly trustDomain: () => string,
     private readonly log: Logger,
+    /** The service account in the SPIFFE ID (the webhook has its own). */
+    private readonly serviceAccount = CONTROL_PLANE_SERVICE_ACCOUNT,
   ) {}
 
   /** Issues the first certificate; call again (refresh) when the CA changes. */
   async refresh(): Promise<void> {
     clearTimeout(this.timer);
     const keys = await generateKeyPair();
-    const id = spiffeId({ trustDomain: this.trustDomain(), namespace: ROOT_NAMESPACE, serviceAccount: CONTROL_PLANE_SERVICE_ACCOUNT });
+    const id = spiffeId({ trustDomain: this.trustDomain(), namespace: ROOT_NAMESPACE, serviceAccount: this.serviceAccount });
     const issued = this.meshCa.issue(keys.publicKeyPem, id, this.meshCa.defaultTtlSeconds, this.dnsNames);
     this.signer = this.meshCa.signerFingerprint;
     this.identity = { certificate: Buffer.from(issued.chainPem.join('\n')), privateKey: Buffer.from(keys.privateKeyPem) };
@@ -46,7 +48,7 @@ export class ServingCertificate implements Provider {
     const halfLife = (issued.notAfter.getTime() - Date.now()) / 2;
     this.timer = setTimeout(() => void this.refreshLogged('half-life'), Math.min(halfLife, 2 ** 31 - 1));
     this.timer.unref();
-    this.log.info({ spiffeId: id, dnsNames: this.dnsNames, notAfter: issued.notAfter.toISOString() }, 'control plane TLS certificate issued');
+    this.log.info({ spiffeId: id, dnsNames: this.dnsNames, notAfter: issued.notAfter.toISOString() }, 'serving certificate issued');
   }
 
   /** The CA's roots or signer changed. */

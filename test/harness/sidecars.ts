@@ -91,6 +91,7 @@ export async function startControlPlane(etcdEndpoints: string[], extraArgs: stri
       '--port', '0',
       '--http-port', '0',
       '--tls-port', '0',
+      '--webhook-port', '0',
       ...(replicaId ? ['--replica-id', replicaId] : []),
       // Plaintext unless the test sets up a CA (meshCredentials()).
       ...(extraArgs.includes('--ca') ? [] : ['--ca', 'none']),
