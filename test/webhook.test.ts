@@ -278,7 +278,7 @@ test('HTTPS: no certificate yet → connections refused; refreshTls() loads one,
 
 test('the control plane serves the webhook over HTTPS with a certificate from the mesh CA, trusted through `remora ca bundle`', async (t) => {
   const { startEtcd } = await import('../lib/etcd-process.js');
-  const { startControlPlane } = await import('./harness/sidecars.js');
+  const { startControlPlane, eventually } = await import('./harness/sidecars.js');
   const { meshSecrets } = await import('./harness/mesh-ca.js');
   const { startRemora } = await import('../lib/processes.js');
   const etcd = await startEtcd();
@@ -292,7 +292,8 @@ test('the control plane serves the webhook over HTTPS with a certificate from th
   t.is(await bundle.exited, 0);
   const review = await readFile(path.join(repoRoot, 'test/fixtures/inject/admission/pod-create.json'), 'utf8');
   const port = cp.proc.ports.webhook!;
-  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+  // The webhook listens at once but completes handshakes only once the CA has issued its certificate.
+  const answer = await eventually('the webhook answers', () => new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = https.request({
       host: '127.0.0.1', port, path: '/inject', method: 'POST', ca: bundle.output(), servername: 'remora-webhook.remora-system.svc',
       headers: { 'content-type': 'application/json' },
@@ -303,7 +304,7 @@ test('the control plane serves the webhook over HTTPS with a certificate from th
     });
     req.on('error', reject);
     req.end(review);
-  });
+  }));
   t.is(answer.status, 200, answer.body);
   const out = JSON.parse(answer.body) as { response: { allowed: boolean; patchType?: string; patch?: string } };
   t.true(out.response.allowed);
