@@ -222,7 +222,7 @@ test('failover: a route sends calls to its failover cluster while the primary ha
 });
 
 for (const retries of [false, true]) {
-  test(`kill -9 of one of three replicas under load ${retries ? 'with retries: no call fails' : 'without retries: only calls in flight on it fail'}`, async (t) => {
+  test(`kill -9 of one of three replicas under load ${retries ? 'with retries: no call fails unless its answer had already begun' : 'without retries: only calls in flight on it fail'}`, async (t) => {
     const apps = await Promise.all(['a', 'b', 'c'].map((n) => startEchoServer(0, n)));
     const sidecars = await Promise.all(apps.map((a) => startSidecar({ appPort: a.port, service: 'echo' })));
     const sc = await startSidecar({
@@ -252,7 +252,14 @@ for (const retries of [false, true]) {
     const failed = traffic.results.filter((r) => r.code !== 0);
     const seconds = (traffic.results[traffic.results.length - 1]!.at - traffic.results[0]!.at) / 1000;
     t.log(`${retries ? 'with' : 'without'} retries: ${traffic.results.length} calls (${(traffic.results.length / seconds).toFixed(0)}/s), ${failed.length} failed (${failed.map((f) => `${grpc.status[f.code]}: ${f.details}`).join('; ') || 'none'}); at most ${workers} were in flight`);
-    if (retries) t.is(failed.length, 0);
+    if (retries) {
+      // A call whose response was already passing to the caller (held 20 ms for its status, then
+      // committed) cannot be retried, as in Envoy; on a quiet machine that is none of them
+      // (0 of ~2,300), on a loaded CI a handful. Every other failure is a bug.
+      const committed = failed.filter((f) => /lost during the response/.test(f.details));
+      t.deepEqual(failed.filter((f) => !committed.includes(f)), [], 'only calls whose answer had begun may fail');
+      t.true(committed.length <= workers, `at most the calls in flight (${committed.length})`);
+    }
     else {
       t.true(failed.length <= workers, 'no more failures than calls in flight when the replica died');
       t.true(failed.every((f) => f.code === grpc.status.UNAVAILABLE));
