@@ -256,7 +256,7 @@ for (const retries of [false, true]) {
       // A call whose response was already passing to the caller (held 20 ms for its status, then
       // committed) cannot be retried, as in Envoy; on a quiet machine that is none of them
       // (0 of ~2,300), on a loaded CI a handful. Every other failure is a bug.
-      const committed = failed.filter((f) => /lost during the response/.test(f.details));
+      const committed = failed.filter((f) => /lost during the response/.test(f.details ?? ""));
       t.deepEqual(failed.filter((f) => !committed.includes(f)), [], 'only calls whose answer had begun may fail');
       t.true(committed.length <= workers, `at most the calls in flight (${committed.length})`);
     }
