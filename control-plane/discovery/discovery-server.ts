@@ -11,7 +11,7 @@ import type { Store, Watch } from '../store/store.js';
 import { MeshState } from './mesh-state.js';
 import { PushScheduler } from './push-scheduler.js';
 import { encodeSnapshot, type EncodedSnapshot } from './snapshot.js';
-import { buildSecurityDoc, NO_CA, type CaView } from './security-doc.js';
+import { meshTrustDomain, type CaView } from './security-doc.js';
 import { performance } from 'node:perf_hooks';
 import type { StatsReport } from '../../protos/gen/remora/mesh/v1/discovery.js';
 import { MeshStats, WINDOW_MS } from '../dashboard/mesh-stats.js';
@@ -215,7 +215,7 @@ export class DiscoveryServer implements StreamHost {
 
   /** The trust domain certificates are issued in (the mesh-wide MeshConfig's). */
   trustDomain(): string {
-    return buildSecurityDoc(this.state, NO_CA).trustDomain;
+    return meshTrustDomain(this.state);
   }
 
   register(stream: SidecarStream, instance: InstanceRecord): void {

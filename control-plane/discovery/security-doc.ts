@@ -24,15 +24,25 @@ export interface SecurityDoc {
   authorization: ({ name: string; namespace: string } & AuthorizationPolicySpec)[];
 }
 
-export function buildSecurityDoc(state: MeshState, ca: CaView): SecurityDoc {
+function isMeshWide(r: StoredResource): boolean {
+  return r.kind === 'MeshConfig' && r.metadata.namespace === ROOT_NAMESPACE && (r.spec as MeshConfigSpec).service === undefined;
+}
+
+/** The trust domain certificates are issued in: the mesh-wide MeshConfig's, else the default. */
+export function meshTrustDomain(state: MeshState): string {
   let trustDomain = DEFAULT_TRUST_DOMAIN;
+  for (const r of state.resources.values()) if (isMeshWide(r)) trustDomain = (r.spec as MeshConfigSpec).trustDomain;
+  return trustDomain;
+}
+
+export function buildSecurityDoc(state: MeshState, ca: CaView): SecurityDoc {
+  const trustDomain = meshTrustDomain(state);
   const mtls: MtlsRule[] = [];
   const authorization: SecurityDoc['authorization'] = [];
   for (const r of state.resources.values()) {
     if (r.kind === 'MeshConfig') {
       const spec = (r as StoredResource<'MeshConfig'>).spec as MeshConfigSpec;
       const ns = r.metadata.namespace;
-      if (ns === ROOT_NAMESPACE && spec.service === undefined) trustDomain = spec.trustDomain;
       // Without a CA nobody has a certificate: every service is plaintext, whatever was asked.
       mtls.push({ namespace: ns, mode: ca.ready ? spec.mtlsMode : 'DISABLED', ...(spec.service !== undefined ? { service: spec.service } : {}) });
     } else if (r.kind === 'AuthorizationPolicy') {
