@@ -603,6 +603,8 @@ test('exporter: a partial batch goes on the timer', async (t) => {
     await waitFor(() => collector.batches.length === 1);
     t.true(Date.now() - start >= 90);
     t.is(collector.batches[0]!.length, 2);
+    // The collector sees the batch before the exporter has read its answer.
+    await waitFor(() => exporter.exported === 2);
     t.is(exporter.exported, 2);
   } finally {
     await exporter.close();
