@@ -288,7 +288,11 @@ test('the control plane serves the webhook over HTTPS with a certificate from th
     await cp.proc.stop();
     await etcd.stop();
   });
-  const bundle = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+  // The control plane creates the mesh CA in etcd just after it starts listening.
+  const bundle = await eventually('the mesh CA exists', async () => {
+    const p = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+    return (await p.exited) === 0 && p;
+  });
   t.is(await bundle.exited, 0);
   const review = await readFile(path.join(repoRoot, 'test/fixtures/inject/admission/pod-create.json'), 'utf8');
   const port = cp.proc.ports.webhook!;
