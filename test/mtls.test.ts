@@ -223,7 +223,11 @@ test('sidecars reach the control plane over its TLS port, verified with the mesh
   const secrets = await meshSecrets();
   const cp = await startControlPlane([etcd.endpoint], secrets.cpArgs);
   const { writeFile } = await import('node:fs/promises');
-  const bundle = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+  // The control plane creates the mesh CA in etcd just after it starts listening.
+  const bundle = await eventually('the mesh CA exists', async () => {
+    const p = await startRemora(['ca', 'bundle', '--etcd-endpoints', etcd.endpoint]);
+    return (await p.exited) === 0 && p;
+  });
   t.is(await bundle.exited, 0);
   const rootsFile = `${secrets.dir}/roots.pem`;
   await writeFile(rootsFile, bundle.output());
