@@ -20,7 +20,9 @@ fi
 packages=()
 # chromium: the dashboard test drives it with playwright-core (never a downloaded browser).
 # iproute2, iptables: the interception test runs real iptables rules in network namespaces.
-for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server chromium iproute2 iptables}; do
+# nginx, haproxy, nghttp2-client (h2load): the bench's reference proxies and external load
+# generator, which the bench tests run for real.
+for pkg in ${REMORA_APT_PACKAGES:-ca-certificates git etcd-server chromium iproute2 iptables nginx haproxy nghttp2-client}; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || packages+=("$pkg")
 done
 if [ "${#packages[@]}" -gt 0 ]; then
@@ -31,7 +33,14 @@ if [ "${#packages[@]}" -gt 0 ]; then
   echo "remora: installing ${packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Packages like nginx and haproxy start their system service on install; the bench runs its own
+  # on loopback ports, so keep the system's from starting (and from holding port 80).
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && no_start=1
+  fi
   apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  if [ -n "$no_start" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
