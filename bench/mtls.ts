@@ -33,6 +33,8 @@ export interface WorkloadFiles {
 export interface BenchPki {
   readonly client: WorkloadFiles;
   readonly server: WorkloadFiles;
+  /** The DNS name in the server's certificate (beside its SPIFFE ID). */
+  readonly serverName: string;
 }
 
 const writeSecret = (file: string, pem: string): Promise<void> => writeFile(file, pem, { mode: 0o600 });
@@ -51,13 +53,14 @@ export async function writeBenchPki(dir: string): Promise<BenchPki> {
   const trustBundleFile = path.join(pkiDir, 'roots.pem');
   await writeSecret(trustBundleFile, rootPem);
 
-  const workload = async (serviceAccount: string, keys: KeyPair): Promise<WorkloadFiles> => {
+  const workload = async (serviceAccount: string, keys: KeyPair, dnsNames: readonly string[] = []): Promise<WorkloadFiles> => {
     const id = spiffeId({ trustDomain: TRUST_DOMAIN, namespace: BENCH_NAMESPACE, serviceAccount });
     const csr = readCsr(createCsr(keys, id));
     if (csr.uris.length !== 1 || csr.uris[0] !== id) throw new Error(`bench PKI: the CSR for ${id} names ${JSON.stringify(csr.uris)}`);
     const certPem = signWorkloadCertificate({
       subjectPublicKeyPem: csr.publicKeyPem,
       spiffeId: id,
+      dnsNames,
       notBefore,
       notAfter,
       issuerCertPem: rootPem,
@@ -70,7 +73,9 @@ export async function writeBenchPki(dir: string): Promise<BenchPki> {
   };
   return {
     client: await workload(CLIENT_SERVICE_ACCOUNT, clientKeys),
-    server: await workload(SERVER_SERVICE_ACCOUNT, serverKeys),
+    // A DNS name too, for the reference proxies: nginx's grpc_ssl_verify always checks one.
+    server: await workload(SERVER_SERVICE_ACCOUNT, serverKeys, [SERVER_SERVICE_ACCOUNT]),
+    serverName: SERVER_SERVICE_ACCOUNT,
   };
 }
 

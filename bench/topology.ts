@@ -1,6 +1,7 @@
 /**
- * The processes a bench run measures: one echo server, and the sidecars each scenario needs.
- * Every scenario gets its own sidecars so no scenario warms or pollutes another's process.
+ * The processes a bench run measures: one echo server, and the proxies each scenario needs
+ * (remora sidecars, or nginx and HAProxy as references). Every scenario gets its own proxies so
+ * no scenario warms or pollutes another's process.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,24 +9,80 @@ import { fileURLToPath } from 'node:url';
 import { freePort, startNode, startRemora, type Proc } from '../lib/processes.js';
 import { ROOT_NAMESPACE } from '../control-plane/resources/mtls-mode.js';
 import type { MtlsMode } from '../control-plane/resources/types.js';
-import { verifyMtlsPair, writeBenchPki, type WorkloadFiles } from './mtls.js';
+import { ECHO_SERVICE } from './echo-service.js';
+import { BENCH_NAMESPACE, verifyMtlsPair, writeBenchPki, type BenchPki, type MtlsPair, type WorkloadFiles } from './mtls.js';
+import {
+  findProxyBinary,
+  requireProxyBinary,
+  startReferenceProxy,
+  verifyReferencePair,
+  type ReferenceProxy,
+} from './reference-proxies.js';
 
-export const SCENARIOS = ['direct', 'one-hop', 'two-hop', 'two-hop-mtls'] as const;
+export const SCENARIOS = [
+  'direct',
+  'one-hop',
+  'two-hop',
+  'two-hop-mtls',
+  'two-hop-mtls-full',
+  'two-hop-nginx',
+  'two-hop-nginx-mtls',
+  'two-hop-haproxy',
+  'two-hop-haproxy-mtls',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-export const HOPS: Readonly<Record<ScenarioName, number>> = { direct: 0, 'one-hop': 1, 'two-hop': 2, 'two-hop-mtls': 2 };
+export const HOPS: Readonly<Record<ScenarioName, number>> = {
+  direct: 0,
+  'one-hop': 1,
+  'two-hop': 2,
+  'two-hop-mtls': 2,
+  'two-hop-mtls-full': 2,
+  'two-hop-nginx': 2,
+  'two-hop-nginx-mtls': 2,
+  'two-hop-haproxy': 2,
+  'two-hop-haproxy-mtls': 2,
+};
 
-/** Scenarios whose sidecars run with certificates: only `remora sidecar` knows those flags. */
-export const MTLS_SCENARIOS: readonly ScenarioName[] = ['two-hop-mtls'];
+/**
+ * Scenarios whose remora sidecars run with certificates: only `remora sidecar` knows those flags,
+ * so a --sidecar-script cannot run them. The reference proxies' mTLS scenarios are not here: they
+ * run no sidecar at all, so --sidecar-script does not touch them.
+ */
+export const MTLS_SCENARIOS: readonly ScenarioName[] = ['two-hop-mtls', 'two-hop-mtls-full'];
 
-/** The same topology without mTLS: the report sets each mTLS scenario against it. */
-export const PLAINTEXT_TWIN: Readonly<Partial<Record<ScenarioName, ScenarioName>>> = { 'two-hop-mtls': 'two-hop' };
+/**
+ * The same topology with less switched on: the report sets each scenario against it (mTLS against
+ * plaintext; all features against mTLS alone).
+ */
+export const PLAINTEXT_TWIN: Readonly<Partial<Record<ScenarioName, ScenarioName>>> = {
+  'two-hop-mtls': 'two-hop',
+  'two-hop-mtls-full': 'two-hop-mtls',
+  'two-hop-nginx-mtls': 'two-hop-nginx',
+  'two-hop-haproxy-mtls': 'two-hop-haproxy',
+};
+
+/** Scenarios run by another proxy in place of the sidecars, as a reference: which, and whether A → B is mTLS. */
+export const REFERENCE_SCENARIOS: Readonly<Partial<Record<ScenarioName, { readonly proxy: ReferenceProxy; readonly mtls: boolean }>>> = {
+  'two-hop-nginx': { proxy: 'nginx', mtls: false },
+  'two-hop-nginx-mtls': { proxy: 'nginx', mtls: true },
+  'two-hop-haproxy': { proxy: 'haproxy', mtls: false },
+  'two-hop-haproxy-mtls': { proxy: 'haproxy', mtls: true },
+};
+
+/** Every scenario this machine can run: the reference ones only when their proxy's binary is found. */
+export function availableScenarios(env: NodeJS.ProcessEnv = process.env): ScenarioName[] {
+  return SCENARIOS.filter((s) => {
+    const ref = REFERENCE_SCENARIOS[s];
+    return ref === undefined || findProxyBinary(ref.proxy, env) !== undefined;
+  });
+}
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ECHO_SERVER_SCRIPT = path.join(here, 'echo-server.js');
 
 export interface SidecarProc {
-  /** e.g. `one-hop`, `two-hop-a`; also the --cpu-prof file name. */
+  /** e.g. `one-hop`, `two-hop-a`, `two-hop-nginx-b`; also the --cpu-prof file name (sidecars only). */
   readonly role: string;
   readonly proc: Proc;
 }
@@ -33,11 +90,11 @@ export interface SidecarProc {
 export interface Target {
   readonly scenario: ScenarioName;
   readonly port: number;
-  /** In request order: the first is the one the load generator talks to. */
+  /** The proxies in request order (sidecars, or nginx/HAProxy): the first is the one the load generator talks to. */
   readonly sidecars: readonly SidecarProc[];
   /**
-   * Throws unless the scenario measures what it says (for `two-hop-mtls`: that the hop between the
-   * sidecars is mTLS and plaintext is refused). Run before the first round and after every run.
+   * Throws unless the scenario measures what it says (for the mTLS ones: that the hop between the
+   * proxies is mTLS and plaintext is refused). Run before the first round and after every run.
    */
   readonly verify?: () => Promise<void>;
 }
@@ -88,23 +145,76 @@ interface SidecarTls {
   readonly inboundMode?: MtlsMode;
 }
 
-async function writeConfig(file: string, cluster: string, endpointPort: number, tls?: SidecarTls): Promise<void> {
+/** More of the static config than clusters and the mTLS mode: the all-features scenario's policies. */
+interface SidecarFeatures {
+  /** YAML lines added to the cluster entry (its policy blocks). */
+  readonly clusterPolicy?: readonly string[];
+  /** YAML lines of the `routes:` list. */
+  readonly routes?: readonly string[];
+  /** YAML lines of the `security.authorization:` list. */
+  readonly authorization?: readonly string[];
+  /** Flags for `remora sidecar` beyond the topology's. */
+  readonly args?: readonly string[];
+}
+
+async function writeConfig(file: string, cluster: string, endpointPort: number, tls?: SidecarTls, features?: SidecarFeatures): Promise<void> {
   const identity = tls?.upstreamIdentity ? `, identity: "${tls.upstreamIdentity}"` : '';
+  const mtls = tls?.inboundMode ? ['  mtls:', `    - { namespace: ${ROOT_NAMESPACE}, mode: ${tls.inboundMode} }`] : [];
+  const authorization = features?.authorization ? ['  authorization:', ...features.authorization] : [];
   const yaml = [
     'clusters:',
     `  - name: ${cluster}`,
     '    endpoints:',
     `      - { address: 127.0.0.1, port: ${endpointPort}${identity} }`,
-    ...(tls?.inboundMode ? ['security:', '  mtls:', `    - { namespace: ${ROOT_NAMESPACE}, mode: ${tls.inboundMode} }`] : []),
+    ...(features?.clusterPolicy ?? []),
+    ...(features?.routes ? ['routes:', ...features.routes] : []),
+    ...(mtls.length || authorization.length ? ['security:', ...mtls, ...authorization] : []),
     '',
   ].join('\n');
   await writeFile(file, yaml);
+}
+
+/**
+ * `two-hop-mtls-full`: what a production mesh would switch on, with thresholds no healthy run
+ * reaches (so every call pays for the checks and none is refused). Client side: a route with a
+ * timeout and budgeted retries on UNAVAILABLE, circuit breakers and outlier detection on the cluster.
+ */
+function fullClientFeatures(cluster: string): SidecarFeatures {
+  return {
+    clusterPolicy: [
+      '    circuitBreakers: { maxConnections: 64, maxPendingRequests: 10000, maxRequests: 10000, maxRetries: 64 }',
+      '    outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionMs: 300000, maxEjectionPercent: 50, statusCodes: [UNAVAILABLE, INTERNAL] }',
+    ],
+    routes: [
+      `  - name: ${cluster}`,
+      `    match: { service: ${cluster} }`,
+      `    cluster: ${cluster}`,
+      '    timeoutMs: 10000',
+      '    retries: { maxAttempts: 3, retryOn: [UNAVAILABLE], backoffBaseMs: 25, backoffMaxMs: 250, budgetPercent: 20, minRetriesPerSecond: 10 }',
+    ],
+    args: ['--metrics', '--access-log=false'],
+  };
+}
+
+/** Server side: an ALLOW policy naming the client's identity, so every call is checked and allowed. */
+function fullServerFeatures(service: string, client: string): SidecarFeatures {
+  return {
+    authorization: [
+      '    - name: bench-callers',
+      `      namespace: ${BENCH_NAMESPACE}`,
+      `      service: ${service}`,
+      '      action: ALLOW',
+      `      rules: [{ from: ["${client}"], methods: ["/${ECHO_SERVICE}/*"] }]`,
+    ],
+    args: ['--metrics', '--access-log=false'],
+  };
 }
 
 interface StartedSidecar extends SidecarProc {
   readonly outboundPort: number;
   readonly inboundPort: number;
   readonly adminPort: number;
+  readonly statsPort: number;
 }
 
 async function startSidecar(
@@ -114,9 +224,10 @@ async function startSidecar(
   appPort: number,
   clusterPort: number,
   tls?: SidecarTls,
+  features?: SidecarFeatures,
 ): Promise<StartedSidecar> {
   const config = path.join(opts.workDir, `${role}.yaml`);
-  await writeConfig(config, opts.cluster, clusterPort, tls);
+  await writeConfig(config, opts.cluster, clusterPort, tls, features);
   const [outboundPort, inboundPort, adminPort, statsPort] = [await port(), await port(), await port(), await port()];
   const tlsArgs = tls
     ? [
@@ -138,6 +249,7 @@ async function startSidecar(
     '--admin-port', String(adminPort),
     '--stats-port', String(statsPort),
     ...tlsArgs,
+    ...(features?.args ?? []),
   ];
   const nodeArgs = opts.cpuProfDir
     ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir, '--cpu-prof-name', `sidecar-${role}.cpuprofile`]
@@ -147,10 +259,53 @@ async function startSidecar(
   const proc = opts.sidecarScript
     ? await startNode(opts.sidecarScript, args, { nodeArgs, env, waitPorts })
     : await startRemora(['sidecar', ...args], { nodeArgs, env, waitPorts });
-  return { role, proc, outboundPort, inboundPort, adminPort };
+  return { role, proc, outboundPort, inboundPort, adminPort, statsPort };
+}
+
+interface ConfigDump {
+  readonly clusters?: readonly { readonly name: string; readonly circuitBreakers?: unknown; readonly outlierDetection?: unknown }[];
+  readonly routes?: readonly { readonly match: { readonly service: string }; readonly timeoutMs?: number; readonly retries?: unknown }[];
+  readonly security?: { readonly authorization: readonly { readonly service: string; readonly action: string; readonly rules: readonly { readonly from: readonly string[] }[] }[] };
+}
+
+async function fetchText(port: number, urlPath: string): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, { signal: AbortSignal.timeout(5_000) });
+  const body = await res.text();
+  if (res.status !== 200) throw new Error(`GET 127.0.0.1:${port}${urlPath}: HTTP ${res.status} ${body}`);
+  return body;
+}
+
+/**
+ * verifyMtlsPair, then that every feature the scenario claims is live: A's route has its timeout
+ * and retries and its cluster its breakers and outlier detection, B has the ALLOW policy for A's
+ * identity, both count calls in /metrics (the pair's check call among them) and log no access.
+ */
+async function verifyFullFeatures(pair: MtlsPair, a: StartedSidecar, b: StartedSidecar): Promise<void> {
+  await verifyMtlsPair(pair);
+  const fail = (what: string): Error => new Error(`bench: ${pair.scenario} is not measuring all features: ${what}`);
+  const dumpA = JSON.parse(await fetchText(a.adminPort, '/config_dump')) as ConfigDump;
+  const route = dumpA.routes?.find((r) => r.match.service === pair.cluster);
+  if (!route?.timeoutMs || !route.retries) throw fail(`${a.role} has no route for ${pair.cluster} with a timeout and retries`);
+  const cluster = dumpA.clusters?.find((c) => c.name === pair.cluster);
+  if (!cluster?.circuitBreakers || !cluster.outlierDetection) throw fail(`${a.role}'s cluster ${pair.cluster} lacks circuit breakers or outlier detection`);
+  const dumpB = JSON.parse(await fetchText(b.adminPort, '/config_dump')) as ConfigDump;
+  const allows = dumpB.security?.authorization.some(
+    (p) => p.service === pair.cluster && p.action === 'ALLOW' && p.rules.some((r) => r.from.includes(pair.client.identity)),
+  );
+  if (!allows) throw fail(`${b.role} has no ALLOW policy for ${pair.client.identity}`);
+  for (const s of [a, b]) {
+    if (!(await fetchText(s.statsPort, '/metrics')).includes('remora_requests_total')) throw fail(`${s.role}'s /metrics counts no calls`);
+    const logging = JSON.parse(await fetchText(s.adminPort, '/logging')) as { accessLog?: { enabled?: boolean } };
+    if (logging.accessLog?.enabled !== false) throw fail(`${s.role}'s access log is not off: ${JSON.stringify(logging)}`);
+  }
 }
 
 export async function startTopology(opts: TopologyOptions): Promise<Topology> {
+  // A missing proxy binary fails the run before anything starts.
+  for (const s of opts.scenarios) {
+    const ref = REFERENCE_SCENARIOS[s];
+    if (ref) requireProxyBinary(ref.proxy, s);
+  }
   const started: Proc[] = [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -167,37 +322,63 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
       started.push(s.proc);
       return s;
     };
-    const pki = opts.scenarios.some((s) => MTLS_SCENARIOS.includes(s)) ? await writeBenchPki(opts.workDir) : undefined;
+    const needsPki = opts.scenarios.some((s) => MTLS_SCENARIOS.includes(s) || REFERENCE_SCENARIOS[s]?.mtls);
+    const pki = needsPki ? await writeBenchPki(opts.workDir) : undefined;
+
+    /** B fronts the echo server (inbound → app); A's cluster points at B's inbound listener, with mTLS when `mtls`. */
+    const startRemoraPair = async (scenario: ScenarioName, mtls: boolean, full: boolean): Promise<void> => {
+      if (!mtls) {
+        const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort));
+        const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort));
+        targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b] });
+        return;
+      }
+      // A dials B with mTLS (B's identity named on the endpoint) and B, STRICT, refuses plaintext.
+      // Each holds a certificate from the bench's own root.
+      const { client, server } = pki!;
+      const serverFeatures = full ? fullServerFeatures(opts.cluster, client.spiffeId) : undefined;
+      const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort, {
+        own: server,
+        inboundMode: opts.serverMtlsMode ?? 'STRICT',
+      }, serverFeatures));
+      const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort, {
+        own: client,
+        upstreamIdentity: server.spiffeId,
+      }, full ? fullClientFeatures(opts.cluster) : undefined));
+      const pair: MtlsPair = {
+        scenario,
+        cluster: opts.cluster,
+        client: { role: a.role, adminPort: a.adminPort, outboundPort: a.outboundPort, identity: client.spiffeId },
+        server: { role: b.role, adminPort: b.adminPort, inboundPort: b.inboundPort, identity: server.spiffeId },
+      };
+      const verify = full ? () => verifyFullFeatures(pair, a, b) : () => verifyMtlsPair(pair);
+      targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b], verify });
+    };
+
+    /** The same two hops through nginx or HAProxy: h2c in and out, mTLS between A and B when `mtls`. */
+    const startReferencePair = async (scenario: ScenarioName, proxy: ReferenceProxy, mtls: boolean): Promise<void> => {
+      const tls: BenchPki | undefined = mtls ? pki : undefined;
+      const [aPort, bPort] = [await port(), await port()];
+      const b = await startReferenceProxy(proxy, `${scenario}-b`, { listenPort: bPort, upstreamPort: echoPort, serverTls: tls?.server }, opts.workDir, scenario);
+      started.push(b);
+      const upstreamTls = tls ? { ...tls.client, serverName: tls.serverName } : undefined;
+      const a = await startReferenceProxy(proxy, `${scenario}-a`, { listenPort: aPort, upstreamPort: bPort, upstreamTls }, opts.workDir, scenario);
+      started.push(a);
+      const verify = (): Promise<void> => verifyReferencePair({ scenario, authority: opts.cluster, entryPort: aPort, serverPort: bPort, pki: tls });
+      targets.set(scenario, { scenario, port: aPort, sidecars: [{ role: `${scenario}-a`, proc: a }, { role: `${scenario}-b`, proc: b }], verify });
+    };
+
     for (const scenario of opts.scenarios) {
+      const ref = REFERENCE_SCENARIOS[scenario];
       if (scenario === 'direct') {
         targets.set(scenario, { scenario, port: echoPort, sidecars: [] });
       } else if (scenario === 'one-hop') {
         const a = track(await startSidecar(opts, 'one-hop', 'bench-client', echoPort, echoPort));
         targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a] });
-      } else if (scenario === 'two-hop') {
-        // B fronts the echo server (inbound → app); A's cluster points at B's inbound listener.
-        const b = track(await startSidecar(opts, 'two-hop-b', opts.cluster, echoPort, echoPort));
-        const a = track(await startSidecar(opts, 'two-hop-a', 'bench-client', await port(), b.inboundPort));
-        targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b] });
+      } else if (ref) {
+        await startReferencePair(scenario, ref.proxy, ref.mtls);
       } else {
-        // As two-hop, but A dials B with mTLS (B's identity named on the endpoint) and B, STRICT,
-        // refuses plaintext. Each holds a certificate from the bench's own root.
-        const { client, server } = pki!;
-        const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort, {
-          own: server,
-          inboundMode: opts.serverMtlsMode ?? 'STRICT',
-        }));
-        const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort, {
-          own: client,
-          upstreamIdentity: server.spiffeId,
-        }));
-        const pair = {
-          scenario,
-          cluster: opts.cluster,
-          client: { role: a.role, adminPort: a.adminPort, outboundPort: a.outboundPort, identity: client.spiffeId },
-          server: { role: b.role, adminPort: b.adminPort, inboundPort: b.inboundPort, identity: server.spiffeId },
-        };
-        targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b], verify: () => verifyMtlsPair(pair) });
+        await startRemoraPair(scenario, MTLS_SCENARIOS.includes(scenario), scenario === 'two-hop-mtls-full');
       }
     }
     return { echo, targets, stop };
