@@ -51,7 +51,8 @@ RUN command -v iptables-restore >/dev/null 2>&1 \
 # uid 1337 (the sidecar uid an istio-init style REDIRECT excludes). Written with node because the
 # minimal base has no useradd/chown/ln. /var/lib/remora/{secrets,mesh} are owned by remora so
 # named volumes mounted there start out writable by it (Docker and podman copy the ownership up).
-# /usr/local/bin/remora: a wrapper so shell commands in compose can say `remora ...`.
+# /usr/local/bin/remora: the entrypoint, and a wrapper so shell commands in compose can say
+# `remora ...`; it gives the sidecar its node flags (lib/sidecar-node-flags.ts).
 RUN node -e ' \
   const fs = require("fs"); \
   const has = (f, re) => { try { return re.test(fs.readFileSync(f, "utf8")); } catch { return false; } }; \
@@ -61,7 +62,7 @@ RUN node -e ' \
   for (const d of ["/var/lib/remora/secrets", "/var/lib/remora/mesh"]) { \
     fs.mkdirSync(d, { mode: 0o700 }); fs.chownSync(d, 1337, 1337); } \
   fs.mkdirSync("/usr/local/bin", { recursive: true }); \
-  fs.writeFileSync("/usr/local/bin/remora", "#!/bin/sh\nexec node /app/dist/cli/remora.js \"$@\"\n", { mode: 0o755 }); \
+  fs.writeFileSync("/usr/local/bin/remora", "#!/bin/sh\n# The sidecar runs with lib/sidecar-node-flags.ts, which says why.\nif [ \"$1\" = sidecar ]; then exec node --max-semi-space-size=1 /app/dist/cli/remora.js \"$@\"; fi\nexec node /app/dist/cli/remora.js \"$@\"\n", { mode: 0o755 }); \
   '
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/node_modules/ ./node_modules/
@@ -79,5 +80,5 @@ EXPOSE 15010 15012 15014 15001 15006 15000 15020
 # node is not a good PID 1 (no default signal handlers): run with `init: true` (compose) or
 # `docker run --init`; the base from node-base-image.sh has no tini. Kubernetes needs neither:
 # remora handles SIGTERM itself and the pause container reaps zombies.
-ENTRYPOINT ["node", "/app/dist/cli/remora.js"]
+ENTRYPOINT ["/usr/local/bin/remora"]
 CMD ["--help"]

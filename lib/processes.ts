@@ -8,6 +8,7 @@ import { createServer, connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readPortsFile, type Ports } from './ports-file.js';
+import { nodeFlagsFor } from './sidecar-node-flags.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const remoraBin = path.join(repoRoot, 'dist/cli/remora.js');
@@ -89,7 +90,8 @@ async function waitForPortsFile(file: string, proc: Proc, timeoutMs = 15_000): P
 }
 
 export function startRemora(args: string[], opts: StartOptions = {}): Promise<Proc> {
-  return startNode(remoraBin, args, opts);
+  const flags = nodeFlagsFor(args[0]);
+  return startNode(remoraBin, args, flags.length ? { ...opts, nodeArgs: [...flags, ...(opts.nodeArgs ?? [])] } : opts);
 }
 
 /** Runs a node script (`remora` itself, or a helper script such as the bench's load generator). */
