@@ -1,5 +1,7 @@
 /**
  * Standalone echo server for the bench: `node dist/bench/echo-server.js --port N [--host H]`.
+ * Unary echoes the request, ServerStream sends it back `x-bench-count` times, Bidi echoes every
+ * message it reads (ping-pong).
  * A real grpc-js server, so the `direct` scenario measures what an app would actually see.
  * Prints one "listening" line once bound; exits cleanly on SIGTERM/SIGINT.
  */
@@ -29,6 +31,19 @@ async function serverStream(call: grpc.ServerWritableStream<Buffer, Buffer>): Pr
   if (!cancelled) call.end();
 }
 
+/** Echoes each message back on the same call; stops reading while the answer cannot be written. */
+function bidi(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+  call.on('data', (msg: Buffer) => {
+    if (!call.write(msg)) {
+      call.pause();
+      call.once('drain', () => call.resume());
+    }
+  });
+  call.once('end', () => call.end());
+  // A cancelled or broken call ends here; nothing else to release.
+  call.on('error', () => {});
+}
+
 function createEchoServer(): grpc.Server {
   // Unlimited sizes: large-payload runs must measure the transport, not hit grpc-js's 4 MiB default.
   const server = new grpc.Server({ 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
@@ -37,6 +52,7 @@ function createEchoServer(): grpc.Server {
     ServerStream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
       serverStream(call).catch((err: unknown) => call.destroy(err instanceof Error ? err : new Error(String(err))));
     },
+    Bidi: bidi,
   });
   return server;
 }

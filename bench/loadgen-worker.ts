@@ -4,6 +4,7 @@
  * {"event":"measure-start"}, {"event":"measure-end"} (so the orchestrator can read the other
  * processes' CPU over the same window), then {"event":"result","result":LoadResult}.
  */
+import { WORKLOADS, type Workload } from './echo-service.js';
 import { runLoad, type LoadMode, type LoadOptions, type LoadResult } from './loadgen.js';
 
 export type WorkerEvent =
@@ -19,6 +20,7 @@ function field<T>(obj: Record<string, unknown>, name: string, check: (v: unknown
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
 const isMode = (v: unknown): v is LoadMode => v === 'closed' || v === 'open';
+const isWorkload = (v: unknown): v is Workload => WORKLOADS.some((w) => w === v);
 
 function parseLoadOptions(json: string): LoadOptions {
   const raw: unknown = JSON.parse(json);
@@ -29,6 +31,8 @@ function parseLoadOptions(json: string): LoadOptions {
     port: field(o, 'port', isNum),
     authority: field(o, 'authority', isStr),
     path: field(o, 'path', isStr),
+    workload: field(o, 'workload', isWorkload),
+    streamMessages: field(o, 'streamMessages', isNum),
     connections: Math.max(1, field(o, 'connections', isNum)),
     streams: Math.max(1, field(o, 'streams', isNum)),
     mode: field(o, 'mode', isMode),
