@@ -38,6 +38,19 @@ const DiscoveryDefinition = {
 
 const RETRY_MS = 1000;
 
+/** Kinds a snapshot carries; a NACK blaming anything else is counted as "other". */
+const NACK_REASONS = new Set(['cluster', 'route', 'security']);
+
+/**
+ * The metric label of a NACK: the kind of the first resource at fault, or "snapshot". Only known
+ * kinds: a label taken from whatever a client wrote would make a new time series per NACK.
+ */
+export function nackReason(errors: readonly string[]): string {
+  const kind = /^([a-z]+)\//.exec(errors[0] ?? '')?.[1];
+  if (kind === undefined) return 'snapshot';
+  return NACK_REASONS.has(kind) ? kind : 'other';
+}
+
 export class DiscoveryServer implements StreamHost {
   readonly replicaId: string;
   private readonly state = new MeshState();
@@ -149,8 +162,7 @@ export class DiscoveryServer implements StreamHost {
   }
 
   nacked(stream: SidecarStream, errors: readonly string[]): void {
-    const reason = /^([a-z]+)\//.exec(errors[0] ?? '')?.[1] ?? 'snapshot';
-    this.opts.metrics?.nacks.inc({ reason });
+    this.opts.metrics?.nacks.inc({ reason: nackReason(errors) });
     this.recentNacks.unshift({ at: new Date().toISOString(), sidecar: stream.key ?? '?', version: stream.status?.lastNack?.version ?? '', errors });
     if (this.recentNacks.length > 20) this.recentNacks.length = 20;
   }
@@ -251,7 +263,15 @@ export class DiscoveryServer implements StreamHost {
     // Shutting down: registrations stay; the sidecars re-register with another replica.
     if (this.stopped) return;
     const key = stream.key;
-    if (!key || this.owners.get(key) !== stream) return;
+    if (!key) return;
+    if (this.owners.get(key) !== stream) {
+      // Not registered here: nothing waits for a grace period, but its status row must go (unless
+      // the same sidecar is already back on another stream), or every client that ever said Hello
+      // would stay in `remora status` for the life of this replica.
+      const i = stream.instance!;
+      if (!stream.registered && !this.owners.has(key) && ![...this.streams].some((s) => s.key === key)) this.statusWriter.delete(i.namespace, i.service, i.instanceId);
+      return;
+    }
     this.owners.delete(key);
     const i = stream.instance!;
     const forget = (): void => {

@@ -1,6 +1,6 @@
 /** AuthorizationPolicy spec: who may call a service's methods. Enforced by sidecar/security/authorization.ts. */
-import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
-import { at, strings } from './fields.js';
+import { Checker, type Obj } from '../../lib/validate.js';
+import { at, dnsLabel, strings } from './fields.js';
 import type { AuthorizationPolicySpec } from './types.js';
 
 const PRINCIPAL = /^(\*|ns\/[a-z0-9]([-a-z0-9]*[a-z0-9])?\/\*|spiffe:\/\/[a-z0-9.-]+\/ns\/[a-z0-9]([-a-z0-9]*[a-z0-9])?\/sa\/[A-Za-z0-9._-]+)$/;
@@ -24,7 +24,7 @@ function rule(c: Checker, v: unknown, path: string): Rule | undefined {
 
 export function checkAuthorizationPolicySpec(c: Checker, spec: Obj, path: string): AuthorizationPolicySpec | undefined {
   c.known(spec, path, ['service', 'action', 'rules']);
-  const service = c.string(spec.service, at(path, 'service'), DNS_LABEL, 'lower-case DNS label');
+  const service = dnsLabel(c, spec.service, at(path, 'service'), 'lower-case DNS label');
   const action = c.oneOf(spec.action, at(path, 'action'), ['ALLOW', 'DENY'] as const, 'ALLOW');
   const rules = (c.array(spec.rules, at(path, 'rules')) ?? [])
     .map((r, i) => rule(c, r, `${at(path, 'rules')}[${i}]`))

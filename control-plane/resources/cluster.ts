@@ -3,8 +3,8 @@
  * fixed endpoint list). The policy blocks' validators are exported: the sidecar validates pushed
  * and static config with these same functions, so the two can never disagree on a range.
  */
-import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
-import { at, block, statusNames, text } from './fields.js';
+import { Checker, type Obj } from '../../lib/validate.js';
+import { at, block, dnsLabel, statusNames, text } from './fields.js';
 import {
   LOAD_BALANCING_POLICIES,
   type CircuitBreakersSpec,
@@ -103,7 +103,7 @@ export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: stri
     'service', 'subset', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs',
     'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers',
   ]);
-  const service = spec.service === undefined ? name : c.string(spec.service, at(path, 'service'), DNS_LABEL, 'lower-case DNS label');
+  const service = spec.service === undefined ? name : dnsLabel(c, spec.service, at(path, 'service'), 'lower-case DNS label');
   const subset = c.labels(spec.subset, at(path, 'subset'));
   const endpoints = (c.array(spec.endpoints, at(path, 'endpoints')) ?? [])
     .map((e, i) => checkStaticEndpoint(c, e, `${at(path, 'endpoints')}[${i}]`))

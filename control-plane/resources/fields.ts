@@ -13,7 +13,8 @@ export class FieldChecker extends Checker {
   }
 
   override known(o: Obj, path: string, keys: readonly string[]): void {
-    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(at(path, k), `unknown field (known: ${keys.join(', ')})`);
+    // An empty key ("": 1) still needs a visible name, or the problem would have no path at the root.
+    for (const k of Object.keys(o)) if (!keys.includes(k)) this.fail(at(path, k || '""'), `unknown field (known: ${keys.join(', ')})`);
   }
 
   override object(v: unknown, path: string): Obj | undefined {
@@ -27,20 +28,31 @@ export class FieldChecker extends Checker {
     return super.array(v, path);
   }
 
-  override string(v: unknown, path: string, pattern?: RegExp, hint?: string): string | undefined {
-    if (v === undefined) return this.fail(path, 'is required');
-    if (typeof v !== 'string' || v.length === 0) return this.fail(path, `must be a non-empty string, got ${shown(v)}`);
-    return super.string(v, path, pattern, hint);
-  }
-
   override bool(v: unknown, path: string, dflt?: boolean): boolean | undefined {
     if (v === undefined && dflt === undefined) return this.fail(path, 'is required');
     if (v !== undefined && typeof v !== 'boolean') return this.fail(path, `must be true or false, got ${shown(v)}`);
     return super.bool(v, path, dflt);
   }
 
+  override string(v: unknown, path: string, pattern?: RegExp, hint?: string): string | undefined {
+    if (v === undefined) return this.fail(path, 'is required');
+    if (typeof v !== 'string' || v.length === 0) return this.fail(path, `must be a non-empty string, got ${shown(v)}`);
+    // The base class would echo the whole value: a megabyte-long name would make a megabyte-long error.
+    if (pattern && !pattern.test(v)) return this.fail(path, `${shown(v)} is not valid${hint ? ` (${hint})` : ''}`);
+    return v;
+  }
+
   override int(v: unknown, path: string, min: number, max: number, dflt?: number): number | undefined {
-    return v === undefined && dflt === undefined ? this.fail(path, 'is required') : super.int(v, path, min, max, dflt);
+    if (v === undefined) return dflt === undefined ? this.fail(path, 'is required') : dflt;
+    // The base class prints the value with JSON.stringify, which throws on a cyclic YAML alias.
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) return this.fail(path, `must be an integer from ${min} to ${max}, got ${shown(v)}`);
+    return v;
+  }
+
+  override number(v: unknown, path: string, min: number, max: number, dflt?: number): number | undefined {
+    if (v === undefined) return dflt === undefined ? this.fail(path, 'is required') : dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) return this.fail(path, `must be a number from ${min} to ${max}, got ${shown(v)}`);
+    return v;
   }
 
   override labels(v: unknown, path: string): Record<string, string> {
@@ -50,7 +62,8 @@ export class FieldChecker extends Checker {
     const out: Record<string, string> = {};
     for (const [k, val] of Object.entries(o)) {
       if (typeof val !== 'string') this.fail(at(path, k), `label values must be strings, got ${shown(val)}`);
-      else out[k] = val;
+      // Plain assignment would treat a `__proto__` key as the prototype and drop the label silently.
+      else Object.defineProperty(out, k, { value: val, enumerable: true, writable: true, configurable: true });
     }
     return out;
   }
@@ -68,16 +81,26 @@ export class FieldChecker extends Checker {
 export function shown(v: unknown): string {
   if (Array.isArray(v)) return 'a list';
   if (v !== null && typeof v === 'object') return 'an object';
-  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' || v === null) return JSON.stringify(v);
+  if (typeof v === 'string') {
+    return v.length <= SHOWN_STRING_MAX ? JSON.stringify(v) : `${JSON.stringify(v.slice(0, SHOWN_STRING_MAX))}... (${v.length} characters)`;
+  }
+  // JSON.stringify would print YAML's .nan and .inf as null.
+  if (typeof v === 'number') return Number.isFinite(v) ? JSON.stringify(v) : String(v);
+  if (typeof v === 'boolean' || v === null) return JSON.stringify(v);
   return describe(v);
 }
 
+/** Enough of a wrong value to recognise it; the rest is counted, not echoed. */
+const SHOWN_STRING_MAX = 80;
+
 /** Names and namespaces become etcd key segments and DNS names: a DNS label, at most 63 characters. */
-export function dnsLabel(c: Checker, v: unknown, path: string): string | undefined {
-  const s = c.string(v, path, DNS_LABEL, 'lower-case DNS label: a-z, 0-9 and -, starting and ending with a letter or digit');
-  if (s !== undefined && s.length > 63) return c.fail(path, `must be at most 63 characters, got ${s.length}`);
+export function dnsLabel(c: Checker, v: unknown, path: string, hint = 'lower-case DNS label: a-z, 0-9 and -, starting and ending with a letter or digit'): string | undefined {
+  const s = c.string(v, path, DNS_LABEL, hint);
+  if (s !== undefined && s.length > DNS_LABEL_MAX) return c.fail(path, `must be at most ${DNS_LABEL_MAX} characters, got ${s.length}`);
   return s;
 }
+
+export const DNS_LABEL_MAX = 63;
 
 /** `at('', 'port')` is `port`; `at('spec', 'port')` is `spec.port`: root fields of stored values have no prefix. */
 export const at = (base: string, field: string): string => (base ? `${base}.${field}` : field);

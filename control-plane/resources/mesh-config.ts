@@ -3,8 +3,8 @@
  * mtls-mode.ts: one naming the service, else one for the namespace, else the mesh-wide one in
  * the root namespace (remora-system), which alone sets the trust domain.
  */
-import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
-import { at } from './fields.js';
+import { Checker, type Obj } from '../../lib/validate.js';
+import { at, dnsLabel } from './fields.js';
 import type { MeshConfigSpec } from './types.js';
 
 /** A DNS name: the trust domain goes into every SPIFFE ID, so it must be one. */
@@ -17,7 +17,7 @@ export function checkMeshConfigSpec(c: Checker, spec: Obj, path: string): MeshCo
     ? 'cluster.local'
     : c.string(spec.trustDomain, at(path, 'trustDomain'), DNS_NAME, 'lower-case DNS name such as example.org');
   const mtlsMode = c.oneOf(spec.mtlsMode, at(path, 'mtlsMode'), ['STRICT', 'PERMISSIVE', 'DISABLED'] as const, 'PERMISSIVE');
-  const service = spec.service === undefined ? undefined : c.string(spec.service, at(path, 'service'), DNS_LABEL, 'lower-case DNS label');
+  const service = spec.service === undefined ? undefined : dnsLabel(c, spec.service, at(path, 'service'), 'lower-case DNS label');
   if (trustDomain === undefined || mtlsMode === undefined) return undefined;
   return { trustDomain, mtlsMode, ...(service !== undefined ? { service } : {}) };
 }

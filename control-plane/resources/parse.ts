@@ -49,7 +49,14 @@ export function parseResources(text: string, source: string): ParsedResources {
       for (const e of doc.errors) errors.push(`${source} document ${n}: not valid YAML: ${e.message.split('\n')[0]}`);
       return;
     }
-    const content: unknown = doc.toJS({ maxAliasCount: 100 });
+    let content: unknown;
+    try {
+      content = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // An alias bomb ("billion laughs") stops here rather than taking the whole apply down.
+      errors.push(`${source} document ${n}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+      return;
+    }
     // `---` at the end of a file, or a document of only comments.
     if (content === null || content === undefined) return;
     const c = new FieldChecker();

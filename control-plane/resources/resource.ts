@@ -5,7 +5,7 @@
 import { Checker, deepFreeze } from '../../lib/validate.js';
 import { checkAuthorizationPolicySpec } from './authorization-policy.js';
 import { checkClusterSpec } from './cluster.js';
-import { dnsLabel, FieldChecker } from './fields.js';
+import { dnsLabel, FieldChecker, shown } from './fields.js';
 import { resolveKind } from './kinds.js';
 import { checkMeshConfigSpec } from './mesh-config.js';
 import { checkRouteSpec } from './route.js';
@@ -20,10 +20,10 @@ export function isResourceKind(v: unknown): v is ResourceKind {
 function checkKind(c: Checker, v: unknown): ResourceKind | undefined {
   if (isResourceKind(v)) return v;
   if (v === undefined) return c.fail('kind', `is required (one of ${RESOURCE_KINDS.join(', ')})`);
-  if (typeof v !== 'string') return c.fail('kind', `must be one of ${RESOURCE_KINDS.join(', ')}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string') return c.fail('kind', `must be one of ${RESOURCE_KINDS.join(', ')}, got ${shown(v)}`);
   const near = resolveKind(v);
   const hint = near ? `; kinds are case-sensitive, did you mean ${near}?` : '';
-  return c.fail('kind', `unknown kind ${JSON.stringify(v)} (known: ${RESOURCE_KINDS.join(', ')}${hint})`);
+  return c.fail('kind', `unknown kind ${shown(v)} (known: ${RESOURCE_KINDS.join(', ')}${hint})`);
 }
 
 function checkMetadata(c: Checker, v: unknown): ResourceMetadata | undefined {
@@ -57,19 +57,22 @@ function checkSpec(c: Checker, kind: ResourceKind, v: unknown, metadata: Resourc
 /** Validates one document; problems go to `c` with field paths (`spec.match.service: ...`). */
 export function checkResource(c: Checker, doc: unknown): Resource | undefined {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    c.fail('', `a resource must be a mapping with kind, metadata and spec, got ${Array.isArray(doc) ? 'a list' : JSON.stringify(doc)}`);
+    c.fail('', `a resource must be a mapping with kind, metadata and spec, got ${shown(doc)}`);
     return undefined;
   }
   const o = doc as Record<string, unknown>;
+  const problemsBefore = c.problems.length;
   c.known(o, '', ['apiVersion', 'kind', 'metadata', 'spec']);
   if (o.apiVersion !== undefined && o.apiVersion !== API_VERSION) {
-    c.fail('apiVersion', `must be ${JSON.stringify(API_VERSION)} (or left out), got ${JSON.stringify(o.apiVersion)}`);
+    c.fail('apiVersion', `must be ${JSON.stringify(API_VERSION)} (or left out), got ${shown(o.apiVersion)}`);
   }
   const kind = checkKind(c, o.kind);
   const metadata = checkMetadata(c, o.metadata);
   if (!kind) return undefined;
   const spec = checkSpec(c, kind, o.spec, metadata);
-  if (!metadata || !spec) return undefined;
+  // Some checkers leave out what they reject (an endpoint, a label, a policy block, a rule) and
+  // return the rest: from etcd, that would apply a different resource than the one written.
+  if (!metadata || !spec || c.problems.length > problemsBefore) return undefined;
   return deepFreeze({ kind, metadata, spec } as Resource);
 }
 

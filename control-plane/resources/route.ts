@@ -7,8 +7,8 @@
  * Fields whose default the sidecar applies (grpcTimeout, the newer retry fields) stay absent when
  * not written, so a stored route shows what its author wrote; the defaults are exported below.
  */
-import { Checker, DNS_LABEL, type Obj } from '../../lib/validate.js';
-import { at, block, statusNames, text } from './fields.js';
+import { Checker, type Obj } from '../../lib/validate.js';
+import { at, block, dnsLabel, statusNames, text } from './fields.js';
 import {
   GRPC_STATUS_NAMES,
   type FaultSpec,
@@ -127,7 +127,7 @@ export function checkRouteMatch(c: Checker, v: unknown, path: string): RouteSpec
   const m = c.object(v, path);
   if (!m) return undefined;
   c.known(m, path, ['service', 'method', 'headers']);
-  const service = c.string(m.service, at(path, 'service'), DNS_LABEL, DNS_HINT);
+  const service = dnsLabel(c, m.service, at(path, 'service'), DNS_HINT);
   const method = m.method === undefined ? undefined : checkMethodMatch(c, m.method, at(path, 'method'));
   let headers: HeaderMatch[] | undefined;
   let headersOk = true;
@@ -163,7 +163,7 @@ export function checkDestinations(c: Checker, v: unknown, path: string): Weighte
     const o = c.object(d, p);
     if (!o) return;
     c.known(o, p, ['cluster', 'weight']);
-    const cluster = c.string(o.cluster, at(p, 'cluster'), DNS_LABEL, DNS_HINT);
+    const cluster = dnsLabel(c, o.cluster, at(p, 'cluster'), DNS_HINT);
     const weight = c.int(o.weight, at(p, 'weight'), 0, MAX_DESTINATION_WEIGHT);
     const repeated = cluster !== undefined && seen.has(cluster);
     if (repeated) c.fail(at(p, 'cluster'), `${JSON.stringify(cluster)} is already a destination of this route`);
@@ -254,7 +254,7 @@ export function checkFault(c: Checker, v: unknown, path: string): FaultSpec | un
 export function checkMirror(c: Checker, v: unknown, path: string): RouteSpec['mirror'] | undefined {
   const o = block(c, v, path, ['cluster', 'percent']);
   if (!o) return undefined;
-  const cluster = c.string(o.cluster, at(path, 'cluster'), DNS_LABEL, DNS_HINT);
+  const cluster = dnsLabel(c, o.cluster, at(path, 'cluster'), DNS_HINT);
   const pct = o.percent === undefined ? undefined : percent(c, o.percent, at(path, 'percent'));
   if (cluster === undefined || (o.percent !== undefined && pct === undefined)) return undefined;
   return { cluster, ...(pct !== undefined ? { percent: pct } : {}) };
@@ -277,10 +277,10 @@ export function checkRouteFields(c: Checker, o: Obj, path: string): RouteSpec | 
     targetOk = destinations !== undefined;
   } else {
     // Neither: reported as a missing cluster, the common case (a split is the exception).
-    cluster = c.string(o.cluster, at(path, 'cluster'), DNS_LABEL, DNS_HINT);
+    cluster = dnsLabel(c, o.cluster, at(path, 'cluster'), DNS_HINT);
     targetOk = cluster !== undefined;
   }
-  const failover = o.failover === undefined ? undefined : c.string(o.failover, at(path, 'failover'), DNS_LABEL, DNS_HINT);
+  const failover = o.failover === undefined ? undefined : dnsLabel(c, o.failover, at(path, 'failover'), DNS_HINT);
   const timeoutMs = o.timeoutMs === undefined ? undefined : c.int(o.timeoutMs, at(path, 'timeoutMs'), 1, HOUR_MS);
   const grpcTimeout = o.grpcTimeout === undefined ? undefined : c.oneOf(o.grpcTimeout, at(path, 'grpcTimeout'), GRPC_TIMEOUT_MODES);
   const idleTimeoutMs = o.idleTimeoutMs === undefined ? undefined : c.int(o.idleTimeoutMs, at(path, 'idleTimeoutMs'), 1, DAY_MS);

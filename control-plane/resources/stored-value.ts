@@ -58,7 +58,8 @@ export function validateStoredValue(key: string, value: string | Uint8Array, opt
       return { type: 'resource', resource: deepFreeze({ ...r, modRevision: opts.modRevision ?? '0' }) };
     }
     const record = parsed.area === 'endpoints' ? checkInstanceRecord(c, json) : checkSidecarStatus(c, json);
-    if (!record) return invalid(key, c.problems);
+    // A record with a problem (a dropped label) is invalid as a whole, like a resource.
+    if (!record || c.problems.length > 0) return invalid(key, c.problems);
     if (record.namespace !== parsed.namespace || record.service !== parsed.service || record.instanceId !== parsed.instanceId) {
       return invalid(key, [
         `the key is for ${parsed.namespace}/${parsed.service}/${parsed.instanceId} but the value is ${record.namespace}/${record.service}/${record.instanceId}`,

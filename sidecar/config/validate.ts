@@ -4,7 +4,7 @@
  * policy blocks and routes are checked by the control plane's own validators.
  */
 import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
-import { Checker, DNS_LABEL as SERVICE_NAME, deepFreeze } from '../../lib/validate.js';
+import { Checker, deepFreeze } from '../../lib/validate.js';
 import {
   checkCircuitBreakers,
   checkHealthCheck,
@@ -14,7 +14,7 @@ import {
 } from '../../control-plane/resources/cluster.js';
 import { checkRouteFields, ROUTE_SPEC_FIELDS, routeMatchKey } from '../../control-plane/resources/route.js';
 import { checkSecurity } from './security.js';
-import { FieldChecker } from '../../control-plane/resources/fields.js';
+import { dnsLabel, FieldChecker } from '../../control-plane/resources/fields.js';
 
 export class ConfigError extends Error {
   readonly code = 'REMORA_CONFIG_INVALID';
@@ -28,7 +28,7 @@ export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfi
   const o = c.object(v, path);
   if (!o) return undefined;
   c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs', 'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers']);
-  const name = c.string(o.name, `${path}.name`, SERVICE_NAME, 'lower-case DNS label');
+  const name = dnsLabel(c, o.name, `${path}.name`, 'lower-case DNS label');
   const endpoints = (c.array(o.endpoints, `${path}.endpoints`) ?? [])
     .map((e, i) => checkStaticEndpoint(c, e, `${path}.endpoints[${i}]`))
     .filter((e): e is EndpointConfig => e !== undefined);

@@ -27,7 +27,8 @@ export function translateResources(version: string, resources: readonly ConfigRe
       }
       continue;
     }
-    const list = KIND_LIST[r.kind as keyof typeof KIND_LIST];
+    // hasOwn: a kind such as "constructor" must not find Object.prototype's members.
+    const list = Object.hasOwn(KIND_LIST, r.kind) ? KIND_LIST[r.kind as keyof typeof KIND_LIST] : undefined;
     if (!list) {
       errors.push({ resource: id, message: `unknown resource kind ${JSON.stringify(r.kind)} (this sidecar knows: ${[...Object.keys(KIND_LIST), ...SINGLE].join(', ')})` });
       continue;
@@ -52,7 +53,8 @@ export function translateResources(version: string, resources: readonly ConfigRe
           errors.push({ resource: 'security/mesh', message: problem.slice('security.'.length) });
           continue;
         }
-        errors.push(resource ? { resource, message: m![3]! } : { resource: '', message: problem });
+        // "clusters[3]: must be an object" is about the resource as a whole: no leading ": ".
+        errors.push(resource ? { resource, message: m![3]!.replace(/^: /, '') } : { resource: '', message: problem });
       }
     }
   }
