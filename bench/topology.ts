@@ -29,6 +29,8 @@ export const SCENARIOS = [
   'two-hop-nginx-mtls',
   'two-hop-haproxy',
   'two-hop-haproxy-mtls',
+  'one-hop-baseline',
+  'two-hop-baseline',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
@@ -42,7 +44,15 @@ export const HOPS: Readonly<Record<ScenarioName, number>> = {
   'two-hop-nginx-mtls': 2,
   'two-hop-haproxy': 2,
   'two-hop-haproxy-mtls': 2,
+  'one-hop-baseline': 1,
+  'two-hop-baseline': 2,
 };
+
+/**
+ * Scenarios run by bench/baseline-proxy.ts in place of the sidecars: the least a node:http2
+ * pass-through does, so the run shows what node:http2 itself costs next to what the sidecar does.
+ */
+export const BASELINE_SCENARIOS: readonly ScenarioName[] = ['one-hop-baseline', 'two-hop-baseline'];
 
 /**
  * Scenarios whose remora sidecars run with certificates: only `remora sidecar` knows those flags,
@@ -80,6 +90,7 @@ export function availableScenarios(env: NodeJS.ProcessEnv = process.env): Scenar
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ECHO_SERVER_SCRIPT = path.join(here, 'echo-server.js');
+export const BASELINE_PROXY_SCRIPT = path.join(here, 'baseline-proxy.js');
 
 export interface SidecarProc {
   /** e.g. `one-hop`, `two-hop-a`, `two-hop-nginx-b`; also the --cpu-prof file name (sidecars only). */
@@ -225,6 +236,7 @@ async function startSidecar(
   clusterPort: number,
   tls?: SidecarTls,
   features?: SidecarFeatures,
+  script = opts.sidecarScript,
 ): Promise<StartedSidecar> {
   const config = path.join(opts.workDir, `${role}.yaml`);
   await writeConfig(config, opts.cluster, clusterPort, tls, features);
@@ -256,8 +268,8 @@ async function startSidecar(
     : [];
   const env = { REMORA_LOG_LEVEL: opts.sidecarLogLevel };
   const waitPorts = [outboundPort, inboundPort];
-  const proc = opts.sidecarScript
-    ? await startNode(opts.sidecarScript, args, { nodeArgs, env, waitPorts })
+  const proc = script
+    ? await startNode(script, args, { nodeArgs, env, waitPorts })
     : await startRemora(['sidecar', ...args], { nodeArgs, env, waitPorts });
   return { role, proc, outboundPort, inboundPort, adminPort, statsPort };
 }
@@ -326,10 +338,10 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
     const pki = needsPki ? await writeBenchPki(opts.workDir) : undefined;
 
     /** B fronts the echo server (inbound → app); A's cluster points at B's inbound listener, with mTLS when `mtls`. */
-    const startRemoraPair = async (scenario: ScenarioName, mtls: boolean, full: boolean): Promise<void> => {
+    const startRemoraPair = async (scenario: ScenarioName, mtls: boolean, full: boolean, script = opts.sidecarScript): Promise<void> => {
       if (!mtls) {
-        const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort));
-        const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort));
+        const b = track(await startSidecar(opts, `${scenario}-b`, opts.cluster, echoPort, echoPort, undefined, undefined, script));
+        const a = track(await startSidecar(opts, `${scenario}-a`, 'bench-client', await port(), b.inboundPort, undefined, undefined, script));
         targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a, b] });
         return;
       }
@@ -372,9 +384,12 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
       const ref = REFERENCE_SCENARIOS[scenario];
       if (scenario === 'direct') {
         targets.set(scenario, { scenario, port: echoPort, sidecars: [] });
-      } else if (scenario === 'one-hop') {
-        const a = track(await startSidecar(opts, 'one-hop', 'bench-client', echoPort, echoPort));
+      } else if (scenario === 'one-hop' || scenario === 'one-hop-baseline') {
+        const script = scenario === 'one-hop' ? opts.sidecarScript : BASELINE_PROXY_SCRIPT;
+        const a = track(await startSidecar(opts, scenario, 'bench-client', echoPort, echoPort, undefined, undefined, script));
         targets.set(scenario, { scenario, port: a.outboundPort, sidecars: [a] });
+      } else if (scenario === 'two-hop-baseline') {
+        await startRemoraPair(scenario, false, false, BASELINE_PROXY_SCRIPT);
       } else if (ref) {
         await startReferencePair(scenario, ref.proxy, ref.mtls);
       } else {
