@@ -12,7 +12,7 @@ import http2, {
   type ServerHttp2Stream,
 } from 'node:http2';
 import { Status, encodeGrpcMessage, respondWithError, type StatusCode } from '../grpc/status.js';
-import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
+import { abandonStream, spendReset, type Endpoint, type PooledSession } from '../upstream/endpoint.js';
 import { recordOf, type CallRecord } from '../observability/call-record.js';
 
 const {
@@ -163,10 +163,16 @@ function onUpError(this: Up, err: Error): void {
 function onDownClose(this: Down): void {
   const call = this[kCall];
   const up = call.up;
-  // The caller went away (cancel, RST_STREAM, lost connection): tell the upstream.
+  // The caller went away (cancel, RST_STREAM, lost connection): tell the upstream, within the
+  // session's reset budget (see abandonStream for what happens past it).
   if (!call.upEnded && !up.closed && !up.destroyed) {
     call.callerGone = true;
-    up.close(NGHTTP2_CANCEL);
+    if (spendReset(call.pooled, Date.now())) {
+      up.close(NGHTTP2_CANCEL);
+      return;
+    }
+    up.off('data', onUpData);
+    abandonStream(call.pooled, up);
   }
 }
 

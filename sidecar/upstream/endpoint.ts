@@ -2,15 +2,23 @@
  * One upstream address and its pool of HTTP/2 sessions. Streams multiplex over a session until the
  * peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, then another session opens. A session that got
  * GOAWAY or grew older than maxSessionAgeMs takes no new streams and closes once its streams finish.
- * Failed connects back off exponentially, and calls during the backoff fail fast.
+ * Failed connects back off exponentially, and calls during the backoff fail fast. A keepalive finds
+ * sessions node stopped serving without saying so, and each session has a budget of stream resets
+ * so that callers going away in bulk do not look like an attack to the app.
  */
-import http2, { type ClientHttp2Session } from 'node:http2';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import net from 'node:net';
 import type { PeerCertificate, SecureContext } from 'node:tls';
 import { spiffeIdOf } from '../security/peer.js';
 import type { EndpointConfig } from '../config/model.js';
 import { fullJitterBackoff } from './backoff.js';
-import { CONNECTION_WINDOW_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW_BYTES } from './h2-settings.js';
+import {
+  CONNECTION_WINDOW_BYTES,
+  MAX_SESSION_MEMORY_MB,
+  STREAM_WINDOW_BYTES,
+  UPSTREAM_KEEPALIVE,
+  UPSTREAM_RESET_BUDGET,
+} from './h2-settings.js';
 import type { BalancedEndpoint } from './balancer.js';
 import { PeakEwma } from './peak-ewma.js';
 import type { EndpointBreaker } from '../health/endpoint-breaker.js';
@@ -25,6 +33,108 @@ export interface PooledSession {
   connected: boolean;
   /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS for this session (a guess until its SETTINGS arrive). */
   maxStreams: number;
+  /** A stream was handed out since the last keepalive PING went out: only then is one worth sending. */
+  unproven: boolean;
+  /** What the session had read from its socket at the last keepalive tick. */
+  readAtLastTick: number;
+  /** When the unanswered keepalive PING went out; 0 when none is. */
+  pingSentAt: number;
+  /** RST_STREAMs this session may send now (a token bucket), and when the bucket was last refilled. */
+  resetTokens: number;
+  resetsRefilledAt: number;
+  /** Streams whose caller went away past the reset budget: ended instead of reset, answers dropped. */
+  abandoned: number;
+}
+
+const kAbandonedOn = Symbol('remora.abandonedOn');
+type AbandonedStream = ClientHttp2Stream & { [kAbandonedOn]?: PooledSession };
+
+/**
+ * Takes one reset from the session's budget; false when it is spent, and the caller must not send
+ * RST_STREAM on this session now (abandonStream instead).
+ */
+export function spendReset(p: PooledSession, now: number): boolean {
+  const budget = UPSTREAM_RESET_BUDGET;
+  p.resetTokens = Math.min(budget.burst, p.resetTokens + ((now - p.resetsRefilledAt) * budget.perSecond) / 1_000);
+  p.resetsRefilledAt = now;
+  if (p.resetTokens < 1) return false;
+  p.resetTokens--;
+  return true;
+}
+
+/**
+ * For a stream whose caller is gone when the session's reset budget is spent. Envoy and Linkerd
+ * reset such streams one by one, but an app on nghttp2 closes the whole connection after 1,000 of
+ * those in a burst, failing every other caller's call on it. So, like Envoy draining a connection
+ * it no longer trusts: the session takes no new streams (new calls open a fresh connection), the
+ * request side is ended and whatever answer comes is dropped, and once only such streams are left
+ * the connection is closed, which ends them all at the app without a single reset. The caller must
+ * keep the stream counted in `active` until its 'close' (forward.ts does) and must have stopped
+ * reading its answer.
+ */
+export function abandonStream(p: PooledSession, up: ClientHttp2Stream): void {
+  p.abandoned++;
+  (up as AbandonedStream)[kAbandonedOn] = p;
+  up.once('close', onAbandonedClose);
+  up.resume();
+  if (!up.writableEnded) up.end();
+  p.draining = true;
+  if (!p.session.closed) p.session.close();
+}
+
+function onAbandonedClose(this: AbandonedStream): void {
+  const p = this[kAbandonedOn];
+  if (p !== undefined) p.abandoned--;
+}
+
+/**
+ * Runs every UPSTREAM_KEEPALIVE.tickMs per session, so no call pays for it. A session that read
+ * nothing for a whole tick while streams handed out since the last PING are in flight gets a PING.
+ */
+function keepaliveTick(p: PooledSession): void {
+  const session = p.session;
+  if (session.destroyed || !p.connected) return;
+  if (p.abandoned > 0 && p.active <= p.abandoned) {
+    // Nobody waits for anything on it any more (see abandonStream). Not session.destroy(): that
+    // resets every stream first, the very burst this avoids; closing the socket under the session
+    // ends them all at the app at once, and the session follows.
+    session.socket.destroySoon();
+    return;
+  }
+  // node counts what the HTTP/2 session reads here, even though it reads the socket itself.
+  const read = session.socket.bytesRead;
+  if (read !== p.readAtLastTick) {
+    p.readAtLastTick = read;
+    return;
+  }
+  if (p.pingSentAt !== 0 || !p.unproven || p.active === 0) return;
+  p.unproven = false;
+  p.pingSentAt = Date.now();
+  try {
+    session.ping(onKeepaliveAnswer.bind(p));
+  } catch (err) {
+    // Too many PINGs in flight, or the session is gone already: either way not one to keep.
+    session.destroy(err as Error);
+    return;
+  }
+  setTimeout(onPingDeadline, UPSTREAM_KEEPALIVE.pingTimeoutMs, p).unref();
+}
+
+function onKeepaliveAnswer(this: PooledSession, err: Error | null): void {
+  this.pingSentAt = 0;
+  // A PING that fails (cancelled, session closing) says the session is not to be trusted.
+  if (err !== null && !this.draining) {
+    this.draining = true;
+    if (!this.session.closed) this.session.close();
+  }
+}
+
+function onPingDeadline(p: PooledSession): void {
+  // A later PING may be the one outstanding now: it gets its own deadline.
+  if (p.pingSentAt === 0 || p.session.destroyed || Date.now() - p.pingSentAt < UPSTREAM_KEEPALIVE.pingTimeoutMs - 10) return;
+  p.draining = true;
+  // Its calls would never end: fail them now (UNAVAILABLE), new ones go to a fresh connection.
+  p.session.destroy(new Error(`no answer to a keepalive PING within ${UPSTREAM_KEEPALIVE.pingTimeoutMs} ms`));
 }
 
 /** The cluster's max-connections breaker, as the pool sees it. */
@@ -129,7 +239,10 @@ export class Endpoint implements BalancedEndpoint {
         this.retire(p);
         continue;
       }
-      if (p.active < p.maxStreams) return p;
+      if (p.active < p.maxStreams) {
+        p.unproven = true;
+        return p;
+      }
     }
     const gate = this.opts.connections;
     const refused = gate ? gate.tryAcquireConnection() : null;
@@ -137,7 +250,10 @@ export class Endpoint implements BalancedEndpoint {
       // At the connection limit: queue on the least busy session rather than open another.
       let best: PooledSession | undefined;
       for (const p of list) if (!p.draining && (!best || p.active < best.active)) best = p;
-      if (best) return best;
+      if (best) {
+        best.unproven = true;
+        return best;
+      }
       throw new ConnectionOverflow(refused);
     }
     return this.open(now);
@@ -177,12 +293,18 @@ export class Endpoint implements BalancedEndpoint {
     // limit for a peer never seen (RFC 9113's default), so a burst shares the one connecting
     // session instead of each call opening its own. (node's remoteSettings cannot be trusted before
     // then: it is {} and then the protocol defaults.)
-    const pooled: PooledSession = { session, createdAt: now, active: 0, draining: false, connected: false, maxStreams: this.peerMaxStreams };
+    const pooled: PooledSession = {
+      session, createdAt: now, active: 0, draining: false, connected: false, maxStreams: this.peerMaxStreams,
+      unproven: true, readAtLastTick: 0, pingSentAt: 0,
+      resetTokens: UPSTREAM_RESET_BUDGET.burst, resetsRefilledAt: now, abandoned: 0,
+    };
     this.sessions.push(pooled);
     const timer = setTimeout(() => {
       if (!pooled.connected) session.destroy(new Error(`connect timeout after ${this.opts.connectTimeoutMs} ms`));
     }, this.opts.connectTimeoutMs);
     timer.unref();
+    const keepalive = setInterval(keepaliveTick, UPSTREAM_KEEPALIVE.tickMs, pooled);
+    keepalive.unref();
     session.once('connect', () => {
       clearTimeout(timer);
       pooled.connected = true;
@@ -204,6 +326,7 @@ export class Endpoint implements BalancedEndpoint {
     session.once('close', () => {
       this.opts.connections?.releaseConnection();
       clearTimeout(timer);
+      clearInterval(keepalive);
       pooled.draining = true;
       const i = this.sessions.indexOf(pooled);
       if (i !== -1) this.sessions.splice(i, 1);
