@@ -119,10 +119,18 @@ export async function startNode(script: string, args: string[], opts: StartOptio
   if (onLine && child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
   else child.stdout?.on('data', append);
   child.stderr?.on('data', append);
+  // Resolved once the child has exited AND its output has been read (its pipes closed): 'exit' can
+  // come before the last stdout lines are delivered, which a loaded machine shows. Bounded, since a
+  // grandchild that inherited the pipes could hold them open.
   const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => {
       live.delete(child);
-      resolve(code ?? signal ?? 'unknown');
+      const result = code ?? signal ?? 'unknown';
+      const bound = setTimeout(() => resolve(result), 2_000);
+      child.once('close', () => {
+        clearTimeout(bound);
+        resolve(result);
+      });
     });
   });
   const proc: Proc = {
