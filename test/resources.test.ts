@@ -104,7 +104,7 @@ spec: { match: {}, cluster: catalog, retries: { backoffBaseMs: 100, backoffMaxMs
   );
   t.deepEqual(errors, [
     'mesh.yaml document 1 (Route shop/catalog-canary): spec.match.service: must be a non-empty string, got 42',
-    'mesh.yaml document 3 (Cluster default/c1): spec.colour: unknown field (known: service, subset, endpoints, connectTimeoutMs, maxSessionAgeMs, loadBalancing, healthCheck, outlierDetection, circuitBreakers)',
+    'mesh.yaml document 3 (Cluster default/c1): spec.colour: unknown field (known: service, subset, endpoints, connectTimeoutMs, maxSessionAgeMs, loadBalancing, healthCheck, outlierDetection, circuitBreakers, panicThresholdPercent)',
     'mesh.yaml document 3 (Cluster default/c1): spec.endpoints[0].port: must be an integer from 1 to 65535, got 70000',
     'mesh.yaml document 3 (Cluster default/c1): spec.endpoints[1].address: is required',
     'mesh.yaml document 3 (Cluster default/c1): spec.connectTimeoutMs: must be an integer from 1 to 600000, got 0',

@@ -29,6 +29,7 @@ export interface ClusterDoc {
   healthCheck?: ClusterSpec['healthCheck'];
   outlierDetection?: ClusterSpec['outlierDetection'];
   circuitBreakers?: ClusterSpec['circuitBreakers'];
+  panicThresholdPercent?: number;
 }
 
 /** Every RouteSpec field as validated, under the name `<namespace>/<name>`: the sidecar re-checks it with the same validators. */
@@ -83,6 +84,7 @@ export function buildSidecarConfig(state: MeshState, security: SecurityDoc = bui
         ...(spec.healthCheck ? { healthCheck: spec.healthCheck } : {}),
         ...(spec.outlierDetection ? { outlierDetection: spec.outlierDetection } : {}),
         ...(spec.circuitBreakers ? { circuitBreakers: spec.circuitBreakers } : {}),
+        ...(spec.panicThresholdPercent !== undefined ? { panicThresholdPercent: spec.panicThresholdPercent } : {}),
       });
     } else if (r.kind === 'Route') {
       const spec = (r as StoredResource<'Route'>).spec as RouteSpec;

@@ -16,6 +16,12 @@ import {
 
 type Endpoint = ClusterSpec['endpoints'][number];
 
+/** A Cluster resource's spec as validated: ClusterSpec and the panic threshold. */
+export type ClusterResourceSpec = ClusterSpec & { readonly panicThresholdPercent: number };
+
+/** Envoy's default healthy panic threshold (sidecar/health/panic-threshold.ts). */
+export const DEFAULT_PANIC_THRESHOLD_PERCENT = 50;
+
 const HTTP_HEADER = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
 const SPIFFE_ID = /^spiffe:\/\/[a-z0-9.-]+\/ns\/[a-z0-9]([-a-z0-9]*[a-z0-9])?\/sa\/[A-Za-z0-9._-]+$/;
@@ -98,10 +104,15 @@ export function checkCircuitBreakers(c: Checker, v: unknown, path: string): Circ
   return { maxConnections, maxPendingRequests, maxRequests, maxRetries };
 }
 
-export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: string): ClusterSpec | undefined {
+/** The share of healthy endpoints (percent) below which calls go to every endpoint; 0 never. */
+export function checkPanicThreshold(c: Checker, v: unknown, path: string): number | undefined {
+  return c.int(v, path, 0, 100, DEFAULT_PANIC_THRESHOLD_PERCENT);
+}
+
+export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: string): ClusterResourceSpec | undefined {
   c.known(spec, path, [
     'service', 'subset', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs',
-    'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers',
+    'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers', 'panicThresholdPercent',
   ]);
   const service = spec.service === undefined ? name : dnsLabel(c, spec.service, at(path, 'service'), 'lower-case DNS label');
   const subset = c.labels(spec.subset, at(path, 'subset'));
@@ -114,13 +125,15 @@ export function checkClusterSpec(c: Checker, spec: Obj, path: string, name: stri
   const hc = checkHealthCheck(c, spec.healthCheck, at(path, 'healthCheck'));
   const od = checkOutlierDetection(c, spec.outlierDetection, at(path, 'outlierDetection'));
   const cb = checkCircuitBreakers(c, spec.circuitBreakers, at(path, 'circuitBreakers'));
-  if (service === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined) return undefined;
+  const panicThresholdPercent = checkPanicThreshold(c, spec.panicThresholdPercent, at(path, 'panicThresholdPercent'));
+  if (service === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined || panicThresholdPercent === undefined) return undefined;
   return {
     service,
     subset,
     endpoints,
     connectTimeoutMs,
     maxSessionAgeMs,
+    panicThresholdPercent,
     ...(lb ? { loadBalancing: lb } : {}),
     ...(hc ? { healthCheck: hc } : {}),
     ...(od ? { outlierDetection: od } : {}),

@@ -155,6 +155,8 @@ export interface ClusterPolicy {
   readonly healthCheck?: HealthCheckSpec;
   readonly outlierDetection?: OutlierDetectionSpec;
   readonly circuitBreakers?: CircuitBreakersSpec;
+  /** Below this share of healthy endpoints, balance over all of them (Envoy's panic threshold). */
+  readonly panicThresholdPercent?: number;
 }
 
 export interface ClusterSpec extends ClusterPolicy {

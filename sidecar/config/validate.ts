@@ -3,13 +3,14 @@
  * MeshConfig. Every error names the field path, e.g. `clusters[2].endpoints[0].port`. Cluster
  * policy blocks and routes are checked by the control plane's own validators.
  */
-import type { ClusterConfig, EndpointConfig, MeshConfig, RouteConfig } from './model.js';
+import { markFailoverBacked, markRetried, type ClusterConfig, type EndpointConfig, type MeshConfig, type RouteConfig } from './model.js';
 import { Checker, deepFreeze } from '../../lib/validate.js';
 import {
   checkCircuitBreakers,
   checkHealthCheck,
   checkLoadBalancing,
   checkOutlierDetection,
+  checkPanicThreshold,
   checkStaticEndpoint,
 } from '../../control-plane/resources/cluster.js';
 import { checkRouteFields, ROUTE_SPEC_FIELDS, routeMatchKey } from '../../control-plane/resources/route.js';
@@ -27,7 +28,7 @@ export class ConfigError extends Error {
 export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfig | undefined {
   const o = c.object(v, path);
   if (!o) return undefined;
-  c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs', 'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers']);
+  c.known(o, path, ['name', 'endpoints', 'connectTimeoutMs', 'maxSessionAgeMs', 'loadBalancing', 'healthCheck', 'outlierDetection', 'circuitBreakers', 'panicThresholdPercent']);
   const name = dnsLabel(c, o.name, `${path}.name`, 'lower-case DNS label');
   const endpoints = (c.array(o.endpoints, `${path}.endpoints`) ?? [])
     .map((e, i) => checkStaticEndpoint(c, e, `${path}.endpoints[${i}]`))
@@ -38,12 +39,14 @@ export function checkCluster(c: Checker, v: unknown, path: string): ClusterConfi
   const healthCheck = checkHealthCheck(c, o.healthCheck, `${path}.healthCheck`);
   const outlierDetection = checkOutlierDetection(c, o.outlierDetection, `${path}.outlierDetection`);
   const circuitBreakers = checkCircuitBreakers(c, o.circuitBreakers, `${path}.circuitBreakers`);
-  if (name === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined) return undefined;
+  const panicThresholdPercent = checkPanicThreshold(c, o.panicThresholdPercent, `${path}.panicThresholdPercent`);
+  if (name === undefined || connectTimeoutMs === undefined || maxSessionAgeMs === undefined || panicThresholdPercent === undefined) return undefined;
   return {
     name,
     endpoints,
     connectTimeoutMs,
     maxSessionAgeMs,
+    panicThresholdPercent,
     ...(loadBalancing ? { loadBalancing } : {}),
     ...(healthCheck ? { healthCheck } : {}),
     ...(outlierDetection ? { outlierDetection } : {}),
@@ -60,6 +63,18 @@ export function checkRoute(c: Checker, v: unknown, path: string): RouteConfig | 
   const name = o.name === undefined ? spec?.match.service : c.string(o.name, `${path}.name`);
   if (spec === undefined || name === undefined) return undefined;
   return { name, ...spec };
+}
+
+/** The clusters a route's retries may send attempts to (its destinations and failover, not its mirror). */
+function retriedClusters(r: RouteConfig): string[] {
+  if (r.retries === undefined || r.retries.maxAttempts <= 1) return [];
+  return [...(r.cluster !== undefined ? [r.cluster] : []), ...(r.destinations ?? []).map((d) => d.cluster), ...(r.failover !== undefined ? [r.failover] : [])];
+}
+
+/** The clusters a route fails over from: its destinations, when it has a failover. */
+function failoverBackedClusters(r: RouteConfig): string[] {
+  if (r.failover === undefined) return [];
+  return [...(r.cluster !== undefined ? [r.cluster] : []), ...(r.destinations ?? []).map((d) => d.cluster)];
 }
 
 /** Every cluster a route sends calls to, with the field path that names it. */
@@ -110,5 +125,12 @@ export function validateMeshConfig(doc: unknown, version: string): MeshConfig {
     else byMatch.set(key, r);
   }
   if (c.problems.length > 0) throw new ConfigError(c.problems);
-  return deepFreeze({ version, clusters: clusters.map(([, x]) => x), routes: routes.map(([, x]) => x), ...(security ? { security } : {}) });
+  const config = deepFreeze({ version, clusters: clusters.map(([, x]) => x), routes: routes.map(([, x]) => x), ...(security ? { security } : {}) });
+  const retried = new Set(config.routes.flatMap(retriedClusters));
+  const backed = new Set(config.routes.flatMap(failoverBackedClusters));
+  for (const cl of config.clusters) {
+    if (retried.has(cl.name)) markRetried(cl);
+    if (backed.has(cl.name)) markFailoverBacked(cl);
+  }
+  return config;
 }

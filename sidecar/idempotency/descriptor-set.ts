@@ -11,10 +11,10 @@ import { levelsFromFiles, type LevelsResult } from './levels.js';
 export function levelsFromDescriptorSet(bytes: Uint8Array): LevelsResult {
   try {
     const set = fromBinary(FileDescriptorSetSchema, bytes);
-    const { levels, services } = levelsFromFiles(set.file);
-    return services.length === 0 ? { levels, services, reason: 'the descriptor set defines no services' } : { levels, services };
+    const { levels, kinds, services } = levelsFromFiles(set.file);
+    return services.length === 0 ? { levels, kinds, services, reason: 'the descriptor set defines no services' } : { levels, kinds, services };
   } catch (err) {
-    return { levels: new Map(), services: [], reason: `not a FileDescriptorSet: ${errorText(err)}` };
+    return { levels: new Map(), kinds: new Map(), services: [], reason: `not a FileDescriptorSet: ${errorText(err)}` };
   }
 }
 
@@ -24,7 +24,7 @@ export async function loadDescriptorSet(file: string): Promise<LevelsResult> {
   try {
     bytes = await readFile(file);
   } catch (err) {
-    return { levels: new Map(), services: [], reason: `cannot read ${file}: ${errorText(err)}` };
+    return { levels: new Map(), kinds: new Map(), services: [], reason: `cannot read ${file}: ${errorText(err)}` };
   }
   const result = levelsFromDescriptorSet(bytes);
   return result.reason === undefined ? result : { ...result, reason: `${file}: ${result.reason}` };

@@ -66,7 +66,7 @@ export async function fetchDescriptorsByReflection(
 }
 
 function empty(reason: string): ReflectionResult {
-  return { levels: new Map(), services: [], files: [], reason };
+  return { levels: new Map(), kinds: new Map(), services: [], files: [], reason };
 }
 
 function toResult(attempt: Extract<Attempt, { ok: true }>, api: ReflectionApi): ReflectionResult {
@@ -84,13 +84,18 @@ function toResult(attempt: Extract<Attempt, { ok: true }>, api: ReflectionApi): 
   // Only what this endpoint serves: a file (or proto-loader's merged per-package file) may also
   // define services the server does not list, and a source should speak only for itself.
   const listed = new Set(attempt.services);
-  const { levels, services: defined } = levelsFromFiles(files);
-  for (const path of levels.keys()) if (!listed.has(path.slice(1, path.lastIndexOf('/')))) levels.delete(path);
+  const { levels, kinds, services: defined } = levelsFromFiles(files);
+  for (const path of levels.keys()) {
+    if (!listed.has(path.slice(1, path.lastIndexOf('/')))) {
+      levels.delete(path);
+      kinds.delete(path);
+    }
+  }
   for (const name of attempt.services) if (!defined.includes(name)) problems.push(`no descriptor defines ${name}`);
   if (attempt.services.length === 0) problems.push('the server lists no services');
   const reason = problems.length > 0 ? `reflection ${api}: ${problems.join('; ')}` : undefined;
   // services: what the server listed, even those whose descriptors failed (the reason says which).
-  const result = { levels, services: attempt.services, files, api };
+  const result = { levels, kinds, services: attempt.services, files, api };
   return reason === undefined ? result : { ...result, reason };
 }
 

@@ -7,15 +7,21 @@
  * - retries: the request is kept in a bounded replay buffer, and an attempt that fails before
  *   anything of its response went downstream is retried on another endpoint after a full-jitter
  *   backoff (or the server's grpc-retry-pushback-ms), within a retry budget. The status is read
- *   from trailers-only headers and from trailers: response headers are held back until the first
- *   message or the trailers arrive, so a status in trailers can still be retried.
+ *   from trailers-only headers and from trailers: response headers and messages are held back
+ *   (bounded by the replay buffer size) until the status arrives, so a status in trailers, or a
+ *   connection lost before them, can still be retried. A unary method's answer waits for its
+ *   status however long that takes (its caller cannot use the message before the status anyway);
+ *   a stream's, or an unknown method's, at most HOLD_RESPONSE_MS.
  * - Safety: once a request may have reached the server (the stream was not refused), a retry on
- *   a status needs the method to be idempotent (from its descriptor) or the route's say-so.
+ *   a status needs the method to be idempotent (from its descriptor) or the route's say-so. When
+ *   that is not known yet but the cluster is asking its servers right now, the decision waits for
+ *   the answer (at most METHODS_WAIT_MS), so even a fresh sidecar's first failure can be retried.
  */
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { RetrySpec } from '../../control-plane/resources/types.js';
 import { Status, encodeGrpcMessage, respondWithError, type SidecarErrorReason, type StatusCode } from '../grpc/status.js';
 import type { Cluster } from '../upstream/cluster.js';
+import type { MethodKind } from '../idempotency/levels.js';
 import { recordOf, type CallRecord } from '../observability/call-record.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
 import { ConnectionOverflow } from '../upstream/endpoint.js';
@@ -42,6 +48,8 @@ export interface PolicyCallContext {
   readonly routeName: string;
   /** How safe the method is to send twice (from descriptors); UNKNOWN when not known. */
   readonly idempotency: (path: string) => IdempotencyLevel;
+  /** The method's shape from descriptors the caller holds (e.g. --descriptor-set); the cluster's reflection otherwise. */
+  readonly methodKind?: (path: string) => MethodKind | undefined;
   readonly pickContext: { now: number; headers: IncomingHttpHeaders };
 }
 
@@ -79,16 +87,24 @@ interface Attempt {
   heldBytes: number;
   holdTimer: NodeJS.Timeout | undefined;
   status: number | undefined;
+  /** The upstream's trailers, when they came: only then is `status` the upstream's own word. */
+  trailers: IncomingHttpHeaders | undefined;
+  /** Cut by the per-try timeout (`status` is then ours, DEADLINE_EXCEEDED). */
+  timedOut: boolean;
   done: boolean;
   perTryTimer: NodeJS.Timeout | undefined;
 }
 
 /**
- * How long response messages of a retrying call may wait for their trailers. A unary answer's
- * trailers follow its message at once, so holding it lets a connection lost between the two be
- * retried (nothing has gone downstream); a stream's first message is delayed by at most this.
+ * How long response messages of a retrying streaming (or unknown) method may wait for their
+ * trailers: a stream's first message is delayed by at most this. Unary answers are not timed:
+ * they wait for their status (see the top of this file), since on a loaded machine the gap between
+ * message and trailers grows well past any short window.
  */
 const HOLD_RESPONSE_MS = 20;
+
+/** The longest a failed attempt waits for the cluster's reflection to say whether it may be retried. */
+const METHODS_WAIT_MS = 1_000;
 
 export class PolicyCall {
   private readonly chunks: Buffer[] = [];
@@ -112,6 +128,12 @@ export class PolicyCall {
   private readonly replayLimit: number;
   /** This call holds one of the cluster's max-retries slots (from its first retry to its end). */
   private holdsRetry = false;
+  /** The method is known to be unary: its answer is held until its status (decided at the first message). */
+  private unary: boolean | undefined;
+  /** Why the last failed attempt was not retried, for the caller's status message. */
+  private noRetry = '';
+  /** Between a failed attempt and its retry: how to answer instead if the retry becomes impossible. */
+  private awaitingRetry: (() => void) | undefined;
 
   constructor(
     private readonly down: ServerHttp2Stream,
@@ -127,7 +149,11 @@ export class PolicyCall {
     this.replayLimit = this.retry ? (this.retry.replayBufferBytes ?? 65_536) : 0;
     const timeout = effectiveTimeoutMs(policy.timeoutMs, parseGrpcTimeout(headers['grpc-timeout']), policy.grpcTimeout ?? 'CAP');
     this.deadlineAt = timeout === undefined ? undefined : now + timeout;
-    if (this.retry) budgetOf(this.retry).recordCall(now);
+    if (this.retry) {
+      budgetOf(this.retry).recordCall(now);
+      // Normally already done when the config was applied; this covers clusters that were not marked.
+      ctx.cluster.wantMethods();
+    }
 
     down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
     down.on('end', () => this.onRequestEnd());
@@ -158,6 +184,16 @@ export class PolicyCall {
       if (this.buffered > this.replayLimit) {
         this.overflowed = true;
         this.chunks.length = 0;
+        // No attempt is running to take these bytes, and none could resend them: the retry being
+        // waited for is off, and the failure it was for is the answer, now.
+        const giveUp = this.awaitingRetry;
+        if (giveUp !== undefined) {
+          this.awaitingRetry = undefined;
+          if (this.backoffTimer) clearTimeout(this.backoffTimer);
+          this.backoffTimer = undefined;
+          giveUp();
+          return;
+        }
       } else this.chunks.push(chunk);
     }
     const up = this.attempt?.up;
@@ -224,7 +260,7 @@ export class PolicyCall {
     }
     pooled.active++;
     endpoint.activeRequests++;
-    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, done: false, perTryTimer: undefined };
+    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, trailers: undefined, timedOut: false, done: false, perTryTimer: undefined };
     this.attempt = a;
     const perTry = this.retry?.perTryTimeoutMs;
     if (perTry !== undefined) {
@@ -232,7 +268,12 @@ export class PolicyCall {
         if (a.done || this.committed) return;
         this.ctx.cluster.stats.perTryTimeouts++;
         a.status = Status.DEADLINE_EXCEEDED;
+        a.timedOut = true;
         a.up.close(NGHTTP2_CANCEL);
+        // Not waiting for the stream's 'close': a stream still pending on a connecting session (a
+        // peer that accepted TCP and then went silent in the TLS handshake) only closes when the
+        // connect fails or times out, and the call would hang until then instead of moving on.
+        this.onAttemptClose(a);
       }, perTry);
     }
     up.on('error', () => {});
@@ -267,11 +308,19 @@ export class PolicyCall {
       a.held.push(chunk);
       a.heldBytes += chunk.length;
       if (a.heldBytes > this.replayLimit) this.release0(a);
-      else a.holdTimer ??= setTimeout(() => this.release0(a), HOLD_RESPONSE_MS);
+      else if (!this.isUnary()) a.holdTimer ??= setTimeout(() => this.release0(a), HOLD_RESPONSE_MS);
       return;
     }
     if (!this.committed) this.commit(a.heldHeaders!, false);
     this.send(a, chunk);
+  }
+
+  private isUnary(): boolean {
+    if (this.unary === undefined) {
+      const path = String(this.headers[':path']);
+      this.unary = (this.ctx.methodKind?.(path) ?? this.ctx.cluster.methodKindOf(path)) === 'UNARY';
+    }
+    return this.unary;
   }
 
   private send(a: Attempt, chunk: Buffer): void {
@@ -294,6 +343,7 @@ export class PolicyCall {
 
   private onTrailers(a: Attempt, t: IncomingHttpHeaders): void {
     a.status = Number(t['grpc-status'] ?? Status.UNKNOWN);
+    a.trailers = t;
     if (a === this.attempt) this.trailers = t;
   }
 
@@ -338,13 +388,48 @@ export class PolicyCall {
 
   /** An attempt ended without committing: retry if the policy allows, else pass its answer on. */
   private afterFailure(a: Attempt | undefined, refused: boolean, transportWhy: string | undefined, outcome = TRANSPORT_FAILURE, pushback?: string | string[]): void {
+    const pending = this.waitsForMethods(outcome, refused);
+    if (pending === undefined) return this.decideAfterFailure(a, refused, transportWhy, outcome, pushback);
+    const waitMs = Math.min(METHODS_WAIT_MS, this.deadlineAt === undefined ? Infinity : this.deadlineAt - Date.now());
+    let resumed = false;
+    const resume = (): void => {
+      if (resumed) return;
+      resumed = true;
+      this.awaitingRetry = undefined;
+      if (this.backoffTimer) clearTimeout(this.backoffTimer);
+      this.backoffTimer = undefined;
+      if (!this.finished) this.decideAfterFailure(a, refused, transportWhy, outcome, pushback);
+    };
+    this.awaitingRetry = resume;
+    this.backoffTimer = setTimeout(resume, Math.max(0, waitMs));
+    void pending.then(resume);
+  }
+
+  /**
+   * The cluster's reflection under way, when it alone stands between this failure and a retry:
+   * everything else allows one, and the method's idempotency is not known yet.
+   */
+  private waitsForMethods(outcome: number, refused: boolean): Promise<void> | undefined {
+    const spec = this.retry;
+    if (!spec || refused || spec.retryNonIdempotent || this.committed || this.overflowed || this.attempts >= spec.maxAttempts) return undefined;
+    if (outcome !== TRANSPORT_FAILURE && !codesOf(spec).has(outcome)) return undefined;
+    if (this.ctx.idempotency(String(this.headers[':path'])) !== 'UNKNOWN') return undefined;
+    return this.ctx.cluster.methodsPending();
+  }
+
+  private decideAfterFailure(a: Attempt | undefined, refused: boolean, transportWhy: string | undefined, outcome: number, pushback?: string | string[]): void {
     const now = Date.now();
     const retryable = this.canRetry(outcome, refused, now, pushback);
     if (retryable !== undefined) {
       this.ctx.cluster.stats.retries++;
       if (this.record !== undefined) this.record.retries++;
+      this.awaitingRetry = () => {
+        this.noRetry = 'the request outgrew the replay buffer during the backoff';
+        this.giveUp(a, refused, transportWhy, outcome);
+      };
       this.backoffTimer = setTimeout(() => {
         this.backoffTimer = undefined;
+        this.awaitingRetry = undefined;
         if (this.finished) return;
         const next = this.pickEndpoint(Date.now());
         if (next === undefined) return this.fail(Status.UNAVAILABLE, `remora: ${this.ctx.cluster.unavailableReason(Date.now())}`, 'no-endpoint');
@@ -352,48 +437,65 @@ export class PolicyCall {
       }, retryable);
       return;
     }
+    this.giveUp(a, refused, transportWhy, outcome);
+  }
+
+  /** No (more) retries: the caller gets the last attempt's answer, or a status saying what went wrong. */
+  private giveUp(a: Attempt | undefined, refused: boolean, transportWhy: string | undefined, outcome: number): void {
     if (a && outcome !== TRANSPORT_FAILURE) {
-      // Pass the upstream's own answer on, as it came.
       const held = a.heldHeaders;
       if (held && held['grpc-status'] !== undefined) this.commit(held, true);
-      else if (held) {
+      else if (held && a.trailers !== undefined) {
+        // Pass the upstream's own answer on, as it came.
         this.release0(a);
         return this.finish();
-      } else this.fail(outcome, `remora: attempt ended with status ${outcome}`, 'upstream-reset');
+      } else if (a.timedOut) {
+        // Our own verdict, even if response headers had come: passing those on would end the
+        // response without a status (INTERNAL at the caller) instead of saying what happened.
+        this.fail(outcome, `remora: per-try timeout of ${this.retry!.perTryTimeoutMs} ms exceeded on ${a.endpoint.key} (attempt ${this.attempts}; no retry: ${this.noRetry})`, 'timeout');
+      } else this.fail(outcome, `remora: attempt ended with status ${outcome}; no retry: ${this.noRetry}`, 'upstream-reset');
       this.finish();
       return;
     }
-    this.fail(Status.UNAVAILABLE, `remora: ${transportWhy ?? 'upstream failed'}${this.attempts > 1 ? ` (after ${this.attempts} attempts)` : ''}`, refused ? 'connect-failure' : 'upstream-reset');
+    this.fail(Status.UNAVAILABLE, `remora: ${transportWhy ?? 'upstream failed'}${this.attempts > 1 ? ` (after ${this.attempts} attempts)` : ''}${this.retry ? `; no retry: ${this.noRetry}` : ''}`, refused ? 'connect-failure' : 'upstream-reset');
   }
 
-  /** The backoff in ms before the next attempt, or undefined for "no retry". */
+  /** The backoff in ms before the next attempt, or undefined for "no retry" (noRetry says why). */
   private canRetry(outcome: number, refused: boolean, now: number, pushback: string | string[] | undefined): number | undefined {
     const spec = this.retry;
-    if (!spec || this.committed || this.overflowed || this.attempts >= spec.maxAttempts) return undefined;
-    if (outcome !== TRANSPORT_FAILURE && !codesOf(spec).has(outcome)) return undefined;
+    if (!spec) return this.noRetryBecause('the route has no retries');
+    if (this.committed) return this.noRetryBecause('the response had begun');
+    if (this.overflowed) return this.noRetryBecause('the request outgrew the replay buffer');
+    if (this.attempts >= spec.maxAttempts) return this.noRetryBecause(`all ${spec.maxAttempts} attempts made`);
+    if (outcome !== TRANSPORT_FAILURE && !codesOf(spec).has(outcome)) return this.noRetryBecause(`status ${outcome} is not in retryOn`);
     // A refused stream never reached the server: always safe. Anything else may have.
     if (!refused && !spec.retryNonIdempotent) {
       const level = this.ctx.idempotency(String(this.headers[':path']));
-      if (level === 'UNKNOWN') return undefined;
+      if (level === 'UNKNOWN') return this.noRetryBecause('the method is not known to be idempotent');
     }
     let delay = fullJitterBackoff(this.attempts - 1, spec.backoffBaseMs, spec.backoffMaxMs);
     if (typeof pushback === 'string') {
       const ms = Number(pushback);
-      if (!/^\d+$/.test(pushback)) return undefined; // negative or malformed: the server says "don't"
+      if (!/^\d+$/.test(pushback)) return this.noRetryBecause('the server said not to (grpc-retry-pushback-ms)');
       delay = ms;
     }
-    if (this.deadlineAt !== undefined && now + delay >= this.deadlineAt) return undefined;
+    if (this.deadlineAt !== undefined && now + delay >= this.deadlineAt) return this.noRetryBecause('the deadline is too close');
     // The cluster's max-retries breaker: retries in flight across all calls, like Envoy's.
     const breakers = this.ctx.cluster.breakers;
     if (breakers !== undefined && !this.holdsRetry) {
-      if (breakers.tryAcquire('retry') !== null) return undefined;
+      if (breakers.tryAcquire('retry') !== null) return this.noRetryBecause('the max-retries breaker is full');
       this.holdsRetry = true;
     }
     if (!budgetOf(spec).tryRetry(now)) {
       this.ctx.cluster.stats.retryBudgetExhausted++;
-      return undefined;
+      return this.noRetryBecause('the retry budget is spent');
     }
     return delay;
+  }
+
+  private noRetryBecause(why: string): undefined {
+    this.noRetry = why;
+    return undefined;
   }
 
   private release(a: Attempt, outcome: number): void {
@@ -435,6 +537,7 @@ export class PolicyCall {
 
   private clearTimers(): void {
     this.releaseRetry();
+    this.awaitingRetry = undefined;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.deadlineTimer = undefined;

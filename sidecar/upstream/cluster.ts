@@ -1,12 +1,13 @@
 /**
  * A cluster owns its endpoints (and their session pools), its balancer, its active health checker,
  * outlier detector and circuit breakers. The balancer only ever sees the endpoints that may take
- * calls: healthy (active checks) and not ejected (passive outlier detection). Config updates keep
- * the endpoints whose address is unchanged, so live sessions survive a push; removed ones drain.
+ * calls: healthy (active checks) and not ejected (passive outlier detection), unless too few are
+ * (the panic threshold), then all of them. Config updates keep the endpoints whose address is
+ * unchanged, so live sessions survive a push; removed ones drain.
  */
 import type { SecureContext } from 'node:tls';
 import { ClusterStats } from './cluster-stats.js';
-import type { ClusterConfig, HealthCheckSpec, OutlierDetectionSpec } from '../config/model.js';
+import { hasFailover, isRetried, type ClusterConfig, type HealthCheckSpec, type OutlierDetectionSpec } from '../config/model.js';
 import type { Balancer, PickContext } from './balancer.js';
 import { createBalancer, DEFAULT_LOAD_BALANCING } from './balancers.js';
 import { Endpoint, type ConnectionGate } from './endpoint.js';
@@ -19,11 +20,19 @@ import { DEFAULT_FAILURE_CODES } from '../health/failure-codes.js';
 import { CALLER_CANCELLED, TRANSPORT_FAILURE, type CallObserver } from '../proxy/forward.js';
 import { IdempotencyCatalog } from '../idempotency/catalog.js';
 import { fetchDescriptorsByReflection } from '../idempotency/reflection-client.js';
-import type { IdempotencyLevel } from '../idempotency/levels.js';
+import type { IdempotencyLevel, MethodKind } from '../idempotency/levels.js';
+import { DEFAULT_PANIC_THRESHOLD_PERCENT, servingSet } from '../health/panic-threshold.js';
 
-/** How often a cluster asks its endpoints' reflection again, after a success and after a failure. */
+/** How often a cluster asks its endpoints' reflection again, after a success and at most after failures. */
 const REFLECT_REFRESH_MS = 5 * 60_000;
 const REFLECT_RETRY_MS = 30_000;
+/** The first retry after a failed reflection; doubles up to REFLECT_RETRY_MS. */
+const REFLECT_FIRST_RETRY_MS = 1_000;
+/** How long one reflection may take. */
+const REFLECT_TIMEOUT_MS = 2_000;
+/** Nobody to ask yet (no endpoints, or no workload certificate for mTLS yet): look again after this, doubling up to the cap. */
+const REFLECT_WAIT_MS = 250;
+const REFLECT_WAIT_CAP_MS = 5_000;
 
 /** Bits a call carries so it gives back exactly the cluster breakers it took. */
 export const HELD_REQUEST = 1;
@@ -40,7 +49,14 @@ export interface ClusterDeps {
 export class Cluster implements CallObserver, ConnectionGate {
   readonly name: string;
   private endpoints = new Map<string, Endpoint>();
-  private eligible: Endpoint[] = [];
+  /** What the balancer has: the healthy endpoints, or every endpoint in a panic. */
+  private eligible: readonly Endpoint[] = [];
+  /** Passing health checks and not ejected. */
+  private healthy: readonly Endpoint[] = [];
+  /** Too few endpoints are healthy: the balancer has all of them (see panic-threshold.ts). */
+  private panic = false;
+  /** How many times the cluster went into panic. */
+  private panics = 0;
   private balancer: Balancer<Endpoint>;
   private health: HealthChecker<Endpoint> | undefined;
   private outliers: OutlierDetector<Endpoint> | undefined;
@@ -50,10 +66,17 @@ export class Cluster implements CallObserver, ConnectionGate {
   breakers: ClusterCircuitBreakers | undefined;
   private cfg: ClusterConfig;
   private readonly idempotency = new IdempotencyCatalog();
-  private reflecting = false;
+  /** The reflection under way, if any: a retry decision that needs its answer may wait for it. */
+  private reflecting: Promise<void> | undefined;
   private nextReflectAt = 0;
   /** Why the last reflection attempt learned nothing (for /clusters). */
   private reflectionProblem: string | undefined;
+  /** A retrying route sends calls here: learn the methods before any call needs them, and keep them fresh. */
+  private methodsWanted = false;
+  private methodsTimer: NodeJS.Timeout | undefined;
+  private reflectFailures = 0;
+  private reflectWaits = 0;
+  private closed = false;
 
   constructor(cfg: ClusterConfig, private readonly deps: ClusterDeps = {}) {
     this.name = cfg.name;
@@ -72,6 +95,7 @@ export class Cluster implements CallObserver, ConnectionGate {
     const breakersChanged = !same(previous.circuitBreakers, cfg.circuitBreakers);
     const typicalRttMs = this.typicalLatencyMs(Date.now());
     const next = new Map<string, Endpoint>();
+    let added = false;
     for (const e of cfg.endpoints) {
       const key = Endpoint.keyOf(e);
       const old = this.endpoints.get(key);
@@ -80,6 +104,7 @@ export class Cluster implements CallObserver, ConnectionGate {
         next.set(key, old);
         continue;
       }
+      added = true;
       next.set(key, new Endpoint(e, {
         connectTimeoutMs: cfg.connectTimeoutMs,
         maxSessionAgeMs: cfg.maxSessionAgeMs,
@@ -94,6 +119,9 @@ export class Cluster implements CallObserver, ConnectionGate {
     this.configureHealth(previous.healthCheck, cfg.healthCheck);
     this.configureOutliers(previous.outlierDetection, cfg.outlierDetection);
     this.refresh();
+    if (isRetried(cfg)) this.wantMethods();
+    // New endpoints to ask, and nothing learnt yet: don't wait for the backoff to run out.
+    if (added && this.methodsWanted && this.idempotency.size === 0 && this.reflecting === undefined) this.scheduleReflection(0);
   }
 
   /**
@@ -139,14 +167,21 @@ export class Cluster implements CallObserver, ConnectionGate {
 
   /** Recomputes the endpoints calls may use and hands them to the balancer. */
   private refresh(): void {
-    const eligible: Endpoint[] = [];
-    for (const e of this.endpoints.values()) {
-      if (this.health && !this.health.isHealthy(e)) continue;
-      if (this.outliers?.isEjected(e)) continue;
-      eligible.push(e);
-    }
-    this.eligible = eligible;
-    this.balancer.update(eligible);
+    const set = servingSet(
+      [...this.endpoints.values()],
+      (e) => !(this.health && !this.health.isHealthy(e)) && !this.outliers?.isEjected(e),
+      this.panicThresholdPercent(),
+    );
+    if (set.panic && !this.panic) this.panics++;
+    this.panic = set.panic;
+    this.healthy = set.healthy;
+    this.eligible = set.endpoints;
+    this.balancer.update(set.endpoints);
+  }
+
+  /** 0 (never panic) when a route fails this cluster over to another: that one takes the calls instead. */
+  private panicThresholdPercent(): number {
+    return hasFailover(this.cfg) ? 0 : (this.cfg.panicThresholdPercent ?? DEFAULT_PANIC_THRESHOLD_PERCENT);
   }
 
   /** An endpoint for one call; its breaker (if any) has admitted the call. */
@@ -197,32 +232,85 @@ export class Cluster implements CallObserver, ConnectionGate {
   }
 
   /**
-   * How safe a method of this cluster's service is to send twice, from its descriptors. Learned
-   * lazily through server reflection the first time a retrying route asks (UNKNOWN until then,
-   * which is the safe answer), and refreshed every few minutes.
+   * How safe a method of this cluster's service is to send twice, from its descriptors (server
+   * reflection). A cluster a retrying route uses learns them as soon as it is applied (see
+   * wantMethods); otherwise, or when that has not worked yet, the first question starts a
+   * reflection and gets UNKNOWN (the safe answer) until it is in. Refreshed every few minutes.
    */
   idempotencyOf(path: string): IdempotencyLevel {
-    const now = Date.now();
-    if (!this.reflecting && now >= this.nextReflectAt) this.learnIdempotency(now);
+    this.reflectIfDue();
     return this.idempotency.levelOf(path);
   }
 
-  private learnIdempotency(now: number): void {
-    const e = this.eligible.find((x) => x.available(now));
-    if (!e) return;
-    this.reflecting = true;
+  /** The method's shape from its descriptor, when known: a unary answer may wait for its status. */
+  methodKindOf(path: string): MethodKind | undefined {
+    return this.idempotency.kindOf(path);
+  }
+
+  /**
+   * Resolves when the reflection under way settles; undefined when none is. Lets the first failed
+   * call of a fresh sidecar wait (bounded by its caller) for the answer it needs to be retried.
+   */
+  methodsPending(): Promise<void> | undefined {
+    return this.reflecting;
+  }
+
+  /** A retrying route uses this cluster: learn its methods now and keep them fresh, not on the first failure. */
+  wantMethods(): void {
+    if (this.methodsWanted || this.closed) return;
+    this.methodsWanted = true;
+    this.scheduleReflection(0);
+  }
+
+  private reflectIfDue(): void {
+    if (this.reflecting === undefined && Date.now() >= this.nextReflectAt) this.reflect();
+  }
+
+  private scheduleReflection(delayMs: number): void {
+    if (this.closed) return;
+    if (this.methodsTimer) clearTimeout(this.methodsTimer);
+    this.methodsTimer = setTimeout(() => {
+      this.methodsTimer = undefined;
+      this.reflect();
+    }, delayMs);
+    this.methodsTimer.unref();
+  }
+
+  /** Can connect to `e` now: plaintext, or we hold the workload certificate its mTLS needs. */
+  private canDial(e: Endpoint): boolean {
+    return e.identity === undefined || this.deps.clientTls?.() !== undefined;
+  }
+
+  private reflect(): void {
+    if (this.closed || this.reflecting !== undefined) return;
+    const now = Date.now();
+    // A healthy endpoint first; any that can be reached in a panic. Never one we cannot dial yet:
+    // a connect that fails for want of our certificate would put it in backoff for real calls.
+    const e = this.healthy.find((x) => x.available(now) && this.canDial(x)) ?? this.eligible.find((x) => x.available(now) && this.canDial(x));
     let session;
     try {
-      session = e.acquire(now).session;
+      session = e?.acquire(now).session;
     } catch {
-      this.reflecting = false;
+      session = undefined;
+    }
+    if (e === undefined || session === undefined) {
+      if (this.methodsWanted) this.scheduleReflection(Math.min(REFLECT_WAIT_CAP_MS, REFLECT_WAIT_MS * 2 ** this.reflectWaits++));
       return;
     }
-    void fetchDescriptorsByReflection(session, this.name, 2000).then((result) => {
-      this.reflecting = false;
-      if (result.levels.size > 0) this.idempotency.add(result.levels, e.key);
+    this.reflectWaits = 0;
+    this.reflecting = fetchDescriptorsByReflection(session, this.name, REFLECT_TIMEOUT_MS).then((result) => {
+      this.reflecting = undefined;
+      const learnt = result.levels.size > 0;
+      if (learnt) {
+        this.idempotency.add(result.levels, e.key, result.kinds);
+        // Endpoints that left no longer speak for the service; the one that just answered does.
+        for (const source of this.idempotency.sources()) if (source !== e.key && !this.endpoints.has(source)) this.idempotency.forget(source);
+        this.reflectFailures = 0;
+      } else this.reflectFailures++;
       this.reflectionProblem = result.reason;
-      this.nextReflectAt = Date.now() + (result.levels.size > 0 ? REFLECT_REFRESH_MS : REFLECT_RETRY_MS);
+      const wait = learnt ? REFLECT_REFRESH_MS : Math.min(REFLECT_RETRY_MS, REFLECT_FIRST_RETRY_MS * 2 ** (this.reflectFailures - 1));
+      this.nextReflectAt = Date.now() + wait;
+      if (this.methodsWanted) this.scheduleReflection(wait);
     });
   }
 
@@ -239,6 +327,7 @@ export class Cluster implements CallObserver, ConnectionGate {
     if (ejected) parts.push(`${ejected} ejected as outliers`);
     if (open) parts.push(`${open} with an open breaker`);
     if (backingOff.length) parts.push(`${backingOff.length} unreachable (${backingOff[0]!.backoffReason(now)})`);
+    if (this.panic) parts.push('all tried: below the panic threshold');
     return `no endpoint of cluster ${this.name} can take the call: ${parts.join(', ')}`;
   }
 
@@ -247,7 +336,10 @@ export class Cluster implements CallObserver, ConnectionGate {
     return {
       name: this.name,
       loadBalancing: (this.cfg.loadBalancing ?? DEFAULT_LOAD_BALANCING).policy,
-      idempotency: { methods: this.idempotency.size, problem: this.reflectionProblem ?? null },
+      panicThresholdPercent: this.panicThresholdPercent(),
+      panic: this.panic,
+      panics: this.panics,
+      idempotency: { methods: this.idempotency.size, learning: this.methodsWanted, problem: this.reflectionProblem ?? null },
       circuitBreakers: this.breakers
         ? Object.fromEntries((['connection', 'pending', 'request', 'retry'] as const).map((k) => [k, { active: this.breakers!.active(k), limit: this.breakers!.limit(k), overflows: this.breakers!.overflows(k) }]))
         : null,
@@ -278,6 +370,9 @@ export class Cluster implements CallObserver, ConnectionGate {
   }
 
   private stopChecks(): void {
+    this.closed = true;
+    if (this.methodsTimer) clearTimeout(this.methodsTimer);
+    this.methodsTimer = undefined;
     this.health?.stop();
     this.outliers?.stop();
   }

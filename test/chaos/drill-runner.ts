@@ -36,7 +36,7 @@ export interface RunOptions {
   readonly windowS: number;
   readonly faultAtS: number;
   readonly drill: DrillOptions;
-  /** With reflection, the client sidecar learns GetProduct's idempotency only at the first failure that needs it. */
+  /** With reflection, the client sidecar learns GetProduct's idempotency from the servers once the route is applied. */
   readonly idempotencyFrom: 'reflection' | 'descriptor-set';
   readonly say: (line: string) => void;
   /** Called with the running load so SIGINT can stop it. */
@@ -97,7 +97,7 @@ export async function runDrill(mesh: ChaosMesh, drill: Drill, opts: RunOptions):
   if (total.failedTotal > 0) {
     const byStatus = Object.entries(total.failed).map(([s, n]) => `${n} ${s}`).join(', ');
     const hint = knownAtFault === 0 && (total.failed.UNAVAILABLE ?? 0) > 0
-      ? '; the client sidecar had not yet learnt that GetProduct is idempotent (it asks the servers\' reflection only at the first failure), so it could not retry those'
+      ? '; the client sidecar had not learnt that GetProduct is idempotent when the fault went in (see idempotency.problem in its /clusters), so it could not retry those'
       : '';
     missed.push(`${total.failedTotal} of ${total.sent} idempotent calls failed (${byStatus}) while a healthy replica remained${hint}`);
   }

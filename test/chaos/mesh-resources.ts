@@ -17,7 +17,8 @@ metadata: { name: ${SERVICE} }
 spec:
   service: ${SERVICE}
   # The README's example values. Faster checks (1 s interval, 500 ms timeout, 2 strikes) took every
-  # endpoint out during a rolling restart on an oversubscribed machine: see docs/chaos.md.
+  # endpoint out during a rolling restart on an oversubscribed machine, before the sidecar had a
+  # panic threshold (default 50%, which now keeps such a cluster balancing): see docs/chaos.md.
   healthCheck: { intervalMs: 5000, timeoutMs: 1000, unhealthyThreshold: 3 }
   # 10% of three replicas rounds to none; the sidecar still allows one
   outlierDetection: { consecutiveFailures: 5, baseEjectionMs: 30000, maxEjectionPercent: 10 }

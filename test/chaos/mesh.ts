@@ -38,7 +38,7 @@ interface EndpointView {
 }
 export interface ClusterView {
   name: string;
-  /** How many methods' idempotency levels the sidecar has learnt (retries wait for it). */
+  /** How many methods' idempotency levels the sidecar has learnt (a retry after the request reached a server needs it). */
   idempotency: { methods: number; problem: string | null };
   endpoints: EndpointView[];
 }

@@ -23,7 +23,7 @@ const FLAGS = {
   'max-inflight': { type: 'int', help: 'arrivals beyond this many open calls are not sent and count as DROPPED', default: 2000 },
   'etcd-down-s': { type: 'int', help: 'how long etcd stays down in the etcd-down drill', default: 15 },
   'etcd-fault': { type: 'string', help: 'sigstop (frozen, sockets open) or restart (stopped, same data dir)', default: 'sigstop' },
-  idempotency: { type: 'string', help: 'how the client sidecar learns that GetProduct may be retried: reflection (from the servers, at the first failure) or descriptor-set (buf build, at start)', default: 'reflection' },
+  idempotency: { type: 'string', help: 'how the client sidecar learns that GetProduct may be retried: reflection (from the servers, as soon as the retrying route is applied) or descriptor-set (buf build, at start)', default: 'reflection' },
   json: { type: 'string', help: 'also write the results to this file' },
   'dump-logs': { type: 'bool', help: 'print every process\'s recent output when a drill misses its expectation' },
 } as const satisfies FlagDefs;
@@ -55,7 +55,8 @@ function baselineDrill(idempotency: 'reflection' | 'descriptor-set'): Drill {
     async run(ctx) {
       if (idempotency === 'descriptor-set') return ctx.mark('the client sidecar knows GetProduct is idempotent from its --descriptor-set');
       const known = (await ctx.mesh.clientCluster())?.idempotency.methods ?? 0;
-      ctx.mark(`reflection has taught the client sidecar the idempotency of ${known} methods so far${known === 0 ? ' (it asks at the first failure a retry needs it for)' : ''}`);
+      const problem = (await ctx.mesh.clientCluster())?.idempotency.problem;
+      ctx.mark(`reflection has taught the client sidecar the idempotency of ${known} methods${known === 0 ? ` (none yet: ${problem ?? 'no answer yet'})` : ''}`);
     },
   };
 }
