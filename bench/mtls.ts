@@ -37,7 +37,8 @@ export interface BenchPki {
   readonly serverName: string;
 }
 
-const writeSecret = (file: string, pem: string): Promise<void> => writeFile(file, pem, { mode: 0o600 });
+/** Key material on disk: readable by the bench's user only. */
+export const writeSecret = (file: string, pem: string): Promise<void> => writeFile(file, pem, { mode: 0o600 });
 
 /**
  * One self-signed root and two workload certificates signed by it (RSA 2048, as lib/pki makes

@@ -12,7 +12,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { waitForPort, type Proc } from '../lib/processes.js';
 import { UNARY_PATH } from './echo-service.js';
-import type { BenchPki } from './mtls.js';
+import { writeSecret, type BenchPki } from './mtls.js';
 
 export const REFERENCE_PROXIES = ['nginx', 'haproxy'] as const;
 export type ReferenceProxy = (typeof REFERENCE_PROXIES)[number];
@@ -232,7 +232,6 @@ async function startProgram(binary: string, args: readonly string[], waitPorts: 
   return proc;
 }
 
-const writeSecret = (file: string, pem: string): Promise<void> => writeFile(file, pem, { mode: 0o600 });
 
 /**
  * Starts one proxy hop. Its config (and HAProxy's combined PEMs) go to `<workDir>/<role>/`;
