@@ -134,18 +134,8 @@ export interface TopologyOptions {
   readonly serverMtlsMode?: MtlsMode;
 }
 
-const usedPorts = new Set<number>();
-/** freePort, but never the same port twice in one run (the kernel may hand a closed port out again). */
-async function port(): Promise<number> {
-  for (let i = 0; i < 20; i++) {
-    const p = await freePort();
-    if (!usedPorts.has(p)) {
-      usedPorts.add(p);
-      return p;
-    }
-  }
-  throw new Error('could not find a free port');
-}
+/** Every port is reserved for the whole run (lib/free-port.ts), so none is handed out twice. */
+const port = freePort;
 
 /** A sidecar with a certificate: who it is, whom its cluster's endpoint must be, its inbound mode. */
 interface SidecarTls {

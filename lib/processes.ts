@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { readPortsFile, type Ports } from './ports-file.js';
@@ -18,18 +18,7 @@ process.on('exit', () => {
   for (const child of live) if (child.pid) try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
 });
 
-/** A free TCP port on loopback, chosen by the kernel. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './free-port.js';
 
 export async function waitForPort(port: number, host = '127.0.0.1', timeoutMs = 15_000, child?: Proc): Promise<void> {
   const deadline = Date.now() + timeoutMs;
