@@ -36,7 +36,7 @@ export type CodeKind = 'idle' | 'native' | 'gc' | 'node' | 'remora' | 'dependenc
 
 export const KIND_LABEL: Readonly<Record<CodeKind, string>> = {
   idle: 'idle (waiting in the event loop)',
-  native: '(program): native code outside JS (nghttp2, libuv, syscalls, V8 itself)',
+  native: '(program): native code outside JS (TLS, libuv, syscalls, V8 itself)',
   gc: 'garbage collector',
   node: 'node internals (node:*)',
   remora: 'Remora (our compiled code)',

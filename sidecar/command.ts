@@ -10,7 +10,6 @@ import type { MeshConfig } from './config/model.js';
 import { Sidecar } from './sidecar.js';
 import { adminServer, healthServer } from './admin-server.js';
 import { listenHttp } from '../lib/json-http.js';
-import { installFastAsyncBind } from './perf/fast-async-bind.js';
 import { DiscoveryClient } from './discovery/client.js';
 import { translateResources } from './discovery/translate.js';
 import { HealthState } from '../protos/gen/remora/mesh/v1/discovery.js';
@@ -67,7 +66,6 @@ const FLAGS = {
   'trace-sample-rate': { type: 'string', help: 'share of calls arriving without a sampling decision that are traced, 0..1', default: '0.01' },
   'stats-report-interval-ms': { type: 'int', help: 'report golden metrics to the control plane (its dashboard) this often', default: 5_000 },
   'drain-timeout-ms': { type: 'int', help: 'how long in-flight calls may run after SIGTERM', default: 20_000 },
-  'fast-async-bind': { type: 'bool', help: 'replace AsyncResource#bind with a lean equivalent (see sidecar/perf/fast-async-bind.ts)', default: true },
   'ports-file': { type: 'string', help: 'once listening, write the bound ports here as JSON (lets tests use port 0)' },
 } as const satisfies FlagDefs;
 
@@ -183,7 +181,6 @@ export const sidecarCommand: Command = {
       return;
     }
     checkFlags(flags);
-    if (flags['fast-async-bind']) installFastAsyncBind();
     const log = createLogger('sidecar');
     const config = await initialConfig(flags);
     const descriptors = new IdempotencyCatalog();

@@ -4,17 +4,18 @@
  * and merged across sources the same cautious way as levels.
  */
 import test from 'ava';
-import http2 from 'node:http2';
 import { startRemora } from '../lib/processes.js';
 import { IdempotencyCatalog } from '../sidecar/idempotency/catalog.js';
 import { fetchDescriptorsByReflection } from '../sidecar/idempotency/reflection-client.js';
+import { connect as h2connect } from '../sidecar/h2/connect.js';
+import { UPSTREAM_SESSION_OPTIONS } from '../sidecar/upstream/endpoint.js';
 
 const PKG = 'remora.demo.v1';
 
 test('reflection gives each method its kind from the descriptor', async (t) => {
   const proc = await startRemora(['demo-service', '--name', 'catalog,inventory,orders', '--port', '0'], { portsFile: true });
   t.teardown(() => proc.stop('SIGKILL'));
-  const session = http2.connect(`http://127.0.0.1:${proc.ports.grpc}`);
+  const session = h2connect('127.0.0.1', Number(proc.ports.grpc), UPSTREAM_SESSION_OPTIONS);
   session.on('error', () => {});
   t.teardown(() => { session.destroy(); });
   const result = await fetchDescriptorsByReflection(session, 'catalog', 5000);

@@ -5,13 +5,16 @@
  * killed and restarted.
  */
 import test, { type ExecutionContext } from 'ava';
-import http2, { type ClientHttp2Session } from 'node:http2';
+import http2 from 'node:http2';
 import { startRemora, freePort, type Proc } from '../lib/processes.js';
 import { Status } from '../sidecar/grpc/status.js';
 import { probeGrpcHealth, type HealthProbeResult } from '../sidecar/health/grpc-health-probe.js';
 import { HealthChecker } from '../sidecar/health/health-checker.js';
 import { startRawUpstream } from './fixtures/raw-h2.js';
 import { startEchoServer } from './fixtures/echo-service.js';
+import { connect as h2connect } from '../sidecar/h2/connect.js';
+import type { H2Session } from '../sidecar/h2/session.js';
+import { UPSTREAM_SESSION_OPTIONS } from '../sidecar/upstream/endpoint.js';
 
 const CATALOG = 'remora.demo.v1.CatalogService';
 
@@ -21,14 +24,14 @@ async function startCatalog(t: ExecutionContext, extra: string[] = [], port = 0)
   return proc;
 }
 
-function connect(t: ExecutionContext, port: number): ClientHttp2Session {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+function connect(t: ExecutionContext, port: number): H2Session {
+  const session = h2connect('127.0.0.1', Number(port), UPSTREAM_SESSION_OPTIONS);
   session.on('error', () => {});
   t.teardown(() => session.destroy());
   return session;
 }
 
-const probe = (session: ClientHttp2Session, serviceName: string, timeoutMs = 2000): Promise<HealthProbeResult> =>
+const probe = (session: H2Session, serviceName: string, timeoutMs = 2000): Promise<HealthProbeResult> =>
   probeGrpcHealth(session, { authority: 'catalog', serviceName, timeoutMs });
 
 // Serial: each test starts real node processes, and a small shared machine starting many at once
@@ -135,10 +138,10 @@ test.serial('HealthChecker over real probes: unhealthy after kill -9, healthy ag
   const target = { name: 'catalog-1', port };
 
   // One pooled session per target, replaced once it breaks: what the sidecar's endpoint pool does.
-  let session: ClientHttp2Session | undefined;
+  let session: H2Session | undefined;
   const probeTarget = async (tgt: typeof target): Promise<HealthProbeResult> => {
     if (!session || session.closed || session.destroyed) {
-      session = http2.connect(`http://127.0.0.1:${tgt.port}`);
+      session = h2connect('127.0.0.1', Number(tgt.port), UPSTREAM_SESSION_OPTIONS);
       session.on('error', () => {});
     }
     return probeGrpcHealth(session, { authority: 'catalog', serviceName: CATALOG, timeoutMs: 300 });

@@ -6,7 +6,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http2, { type ClientHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +18,9 @@ import { levelsFromDescriptorSet, loadDescriptorSet } from '../sidecar/idempoten
 import { fetchDescriptorsByReflection } from '../sidecar/idempotency/reflection-client.js';
 import { startEchoServer } from './fixtures/echo-service.js';
 import { startRawUpstream } from './fixtures/raw-h2.js';
+import { connect as h2connect } from '../sidecar/h2/connect.js';
+import type { H2Session } from '../sidecar/h2/session.js';
+import { UPSTREAM_SESSION_OPTIONS } from '../sidecar/upstream/endpoint.js';
 
 const run = promisify(execFile);
 const PKG = 'remora.demo.v1';
@@ -41,8 +43,8 @@ function demoSubset(levels: ReadonlyMap<string, IdempotencyLevel>): Map<string, 
 
 const sortedDemo = demoSubset(DEMO_LEVELS);
 
-function connect(t: ExecutionContext, port: number): ClientHttp2Session {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+function connect(t: ExecutionContext, port: number): H2Session {
+  const session = h2connect('127.0.0.1', Number(port), UPSTREAM_SESSION_OPTIONS);
   session.on('error', () => {});
   t.teardown(() => { session.destroy(); });
   return session;

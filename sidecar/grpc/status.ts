@@ -1,5 +1,6 @@
 /** gRPC status codes and the sidecar's own error responses (never on the success path). */
-import type { ServerHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
+import type { H2Stream } from '../h2/stream.js';
 
 export const Status = {
   OK: 0,
@@ -62,7 +63,7 @@ export type SidecarErrorReason =
  * went out, the best we can do is reset the stream so the caller sees the failure instead of a hang.
  */
 export function respondWithError(
-  stream: ServerHttp2Stream,
+  stream: H2Stream,
   code: StatusCode,
   message: string,
   reason: SidecarErrorReason,

@@ -3,14 +3,11 @@
  * pool), so a health check costs a stream, not a connection. Settles within timeoutMs with a
  * serving status or a failure that says why; never throws and never leaves a stream open.
  */
-import http2, {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type IncomingHttpStatusHeader,
-} from 'node:http2';
+import http2, { type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import { Status, decodeGrpcMessage } from '../grpc/status.js';
 import { HEALTH_CHECK_PATH, decodeCheckResponse, encodeCheckRequest, type ServingStatus } from './health-wire.js';
+import type { H2Stream } from '../h2/stream.js';
+import type { H2Session } from '../h2/session.js';
 
 export type { ServingStatus } from './health-wire.js';
 
@@ -65,9 +62,9 @@ function grpcTimeout(ms: number): string {
   return ms <= 99_999_999 ? `${Math.max(0, Math.ceil(ms))}m` : `${Math.min(99_999_999, Math.ceil(ms / 1000))}S`;
 }
 
-export function probeGrpcHealth(session: ClientHttp2Session, opts: HealthProbeOptions): Promise<HealthProbeResult> {
+export function probeGrpcHealth(session: H2Session, opts: HealthProbeOptions): Promise<HealthProbeResult> {
   return new Promise((resolve) => {
-    let stream: ClientHttp2Stream;
+    let stream: H2Stream;
     try {
       stream = session.request({
         ':method': 'POST',
@@ -115,7 +112,7 @@ export function probeGrpcHealth(session: ClientHttp2Session, opts: HealthProbeOp
 }
 
 function verdict(
-  stream: ClientHttp2Stream,
+  stream: H2Stream,
   headers: ResponseHeaders | undefined,
   trailers: IncomingHttpHeaders | undefined,
   chunks: readonly Buffer[],

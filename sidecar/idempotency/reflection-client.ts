@@ -9,13 +9,15 @@
  *
  * Never throws and never leaves a stream open: every failure is an empty result with a reason.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import http2, { type IncomingHttpHeaders } from 'node:http2';
 import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt';
 import { Status, decodeGrpcMessage } from '../grpc/status.js';
 import { Deframer, frame } from './grpc-framing.js';
 import { levelsFromFiles, type LevelsResult } from './levels.js';
 import { decodeResponse, encodeFileContainingSymbol, encodeListServices } from './reflection-wire.js';
+import type { H2Stream } from '../h2/stream.js';
+import type { H2Session } from '../h2/session.js';
 
 export type ReflectionApi = 'v1' | 'v1alpha';
 
@@ -47,7 +49,7 @@ type Attempt =
   | { readonly ok: false; readonly unimplemented: boolean; readonly reason: string };
 
 export async function fetchDescriptorsByReflection(
-  session: ClientHttp2Session,
+  session: H2Session,
   authority: string,
   timeoutMs: number,
 ): Promise<ReflectionResult> {
@@ -101,7 +103,7 @@ function toResult(attempt: Extract<Attempt, { ok: true }>, api: ReflectionApi): 
 
 /** One ServerReflectionInfo stream on `path`. */
 function reflect(
-  session: ClientHttp2Session,
+  session: H2Session,
   path: string,
   authority: string,
   deadline: number,
@@ -111,7 +113,7 @@ function reflect(
   if (remaining <= 0) return Promise.resolve({ ok: false, unimplemented: false, reason: `no answer within ${timeoutMs} ms` });
 
   return new Promise<Attempt>((resolve) => {
-    let stream: ClientHttp2Stream;
+    let stream: H2Stream;
     try {
       stream = session.request({
         ':method': 'POST',

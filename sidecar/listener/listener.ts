@@ -14,18 +14,13 @@
  */
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import http2, { type Http2Session, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Logger } from '../../lib/log.js';
 import type { StreamHandler } from '../proxy/handle-stream.js';
 import { rememberPeer, spiffeIdOf, tagSocket } from '../security/peer.js';
-import {
-  CONNECTION_WINDOW_BYTES,
-  MAX_CONCURRENT_STREAMS,
-  MAX_SESSION_MEMORY_MB,
-  STREAM_WINDOW_BYTES,
-} from '../upstream/h2-settings.js';
-
-const { NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
+import { CONNECTION_WINDOW_BYTES, MAX_CONCURRENT_STREAMS, STREAM_WINDOW_BYTES } from '../upstream/h2-settings.js';
+import { H2Session, type SessionOptions } from '../h2/session.js';
+import type { H2Stream } from '../h2/stream.js';
+import { ErrorCode } from '../h2/frames.js';
 
 /**
  * What one caller can make a listener hold, per connection unless said otherwise. Envoy's defaults
@@ -39,14 +34,12 @@ export const LISTENER_LIMITS = {
   handshakeTimeoutMs: 5_000,
   /** Connections still in that handshake, per listener; past it the oldest one is dropped. */
   maxPendingHandshakes: 1_024,
-  /** Advertised; a caller that opens more gets its connection closed (GOAWAY, by nghttp2). */
+  /** Advertised; a caller that opens more gets those streams refused (RST_STREAM REFUSED_STREAM). */
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
   /** Request header block, counted as HTTP/2 does (name + value + 32 each); over it: RST_STREAM ENHANCE_YOUR_CALM. */
   maxHeaderListBytes: 65_536,
   /** Header fields per request; over it: RST_STREAM ENHANCE_YOUR_CALM (node's default, Envoy has 100). */
   maxHeaderListPairs: 128,
-  /** nghttp2's memory per session, MiB; past it new streams are refused. */
-  maxSessionMemoryMb: MAX_SESSION_MEMORY_MB,
   /**
    * Rapid reset (CVE-2023-44487): once a connection has opened this many streams, it is closed
    * (GOAWAY ENHANCE_YOUR_CALM) as soon as more than half of them were reset by the caller within
@@ -58,13 +51,20 @@ export const LISTENER_LIMITS = {
   prematureResetLifetimeMs: 1_000,
   /**
    * A connection silent this long is sent a PING; one still unanswered after another interval is
-   * closed. This also closes sessions nghttp2 itself has given up on (after it sent a GOAWAY for
-   * a protocol error, node stops reading them but never closes the socket).
+   * closed.
    */
   keepaliveIntervalMs: 10_000,
   /** A connection with no open stream for this long is closed with GOAWAY (Envoy: 1 h). */
   idleTimeoutMs: 3_600_000,
 } as const;
+
+const SESSION_OPTIONS: SessionOptions = {
+  streamWindow: STREAM_WINDOW_BYTES,
+  connectionWindow: CONNECTION_WINDOW_BYTES,
+  maxConcurrentStreams: LISTENER_LIMITS.maxConcurrentStreams,
+  maxHeaderListBytes: LISTENER_LIMITS.maxHeaderListBytes,
+  maxHeaderListPairs: LISTENER_LIMITS.maxHeaderListPairs,
+};
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /** A TLS record carrying a handshake message: the first byte of every ClientHello. */
@@ -115,7 +115,7 @@ export interface ListenerCounters {
 /** Per-session bookkeeping of the guards (one object per connection). */
 interface SessionGuard {
   readonly listener: Listener;
-  readonly session: ServerHttp2Session;
+  readonly session: H2Session;
   open: number;
   streams: number;
   prematureResets: number;
@@ -125,9 +125,8 @@ interface SessionGuard {
 
 const kGuard = Symbol('remora.listener.guard');
 const kOpenedAt = Symbol('remora.listener.openedAt');
-type GuardedSession = ServerHttp2Session & { [kGuard]?: SessionGuard };
-/** node forgets a stream's session once it is closed, so the stream keeps its guard itself. */
-type GuardedStream = ServerHttp2Stream & { [kGuard]?: SessionGuard; [kOpenedAt]?: number };
+type GuardedSession = H2Session & { [kGuard]?: SessionGuard };
+type GuardedStream = H2Stream & { [kGuard]?: SessionGuard; [kOpenedAt]?: number };
 
 function noop(): void {}
 
@@ -158,8 +157,7 @@ function onGuardedStreamClose(this: GuardedStream): void {
     guard.listener.counters.rapidResets++;
     const why = `reset ${guard.prematureResets} of its ${guard.streams} streams within ${LISTENER_LIMITS.prematureResetLifetimeMs} ms of opening them (rapid reset)`;
     guard.listener.abusive(session, why);
-    // An Error, not just the code: node's destroy() reads a lone number as "no error".
-    session.destroy(new Error(why), NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy(new Error(why), ErrorCode.ENHANCE_YOUR_CALM);
   }
 }
 
@@ -178,7 +176,7 @@ function onSessionQuiet(this: GuardedSession): void {
     this.destroy();
     return;
   }
-  // node's inactivity timer fires once and re-arms only on activity, which a dead session has none of.
+  // The inactivity timer fires once per quiet spell, and a dead session has no activity to re-arm it.
   setTimeout(onPingDeadline, LISTENER_LIMITS.keepaliveIntervalMs, guard).unref();
 }
 
@@ -209,30 +207,15 @@ function connectionKey(socket: Socket): string {
 
 export class Listener {
   private readonly tcp: net.Server;
-  private readonly h2: http2.Http2Server;
-  private readonly sessions = new Set<Http2Session>();
+  private readonly sessions = new Set<H2Session>();
   /** By connectionKey, in accept order, so the oldest is the first to drop when there are too many. */
   private readonly handshakes = new Map<string, Handshake>();
-  /** The connection being handed to the h2 server (its 'session' event comes synchronously). */
-  private handingOver: string | undefined;
   private boundPort = 0;
   private tlsServer: tls.Server | undefined;
   private ownIdentity = '';
   readonly counters: ListenerCounters = { tlsRejected: 0, handshakeTimeouts: 0, handshakesEvicted: 0, rapidResets: 0, keepaliveTimeouts: 0, idleClosed: 0 };
 
-  constructor(private readonly opts: ListenerOptions, onStream: StreamHandler) {
-    this.h2 = http2.createServer({
-      settings: {
-        initialWindowSize: STREAM_WINDOW_BYTES,
-        maxConcurrentStreams: LISTENER_LIMITS.maxConcurrentStreams,
-        maxHeaderListSize: LISTENER_LIMITS.maxHeaderListBytes,
-        enablePush: false,
-      },
-      maxHeaderListPairs: LISTENER_LIMITS.maxHeaderListPairs,
-      maxSessionMemory: LISTENER_LIMITS.maxSessionMemoryMb,
-    });
-    this.h2.on('stream', onStream);
-    this.h2.on('session', (session: ServerHttp2Session) => this.guard(session));
+  constructor(private readonly opts: ListenerOptions, private readonly onStream: StreamHandler) {
     this.tcp = net.createServer({ noDelay: true }, (socket) => this.sniff(socket));
   }
 
@@ -283,35 +266,27 @@ export class Listener {
   }
 
   private handToH2(socket: Socket): void {
-    this.handingOver = connectionKey(socket);
-    try {
-      this.h2.emit('connection', socket);
-    } finally {
-      this.handingOver = undefined;
-    }
-  }
-
-  private guard(session: ServerHttp2Session): void {
+    const session = new H2Session(socket, 'server', SESSION_OPTIONS);
     rememberPeer(session);
     this.sessions.add(session);
-    const handshakeKey = this.handingOver;
+    const handshakeKey = connectionKey(socket);
     session.once('close', () => this.sessions.delete(session));
-    session.on('error', (err) => {
+    session.on('error', (err: Error) => {
       if (this.opts.log.isLevelEnabled('debug')) this.opts.log.debug({ err: err.message, listener: this.opts.name }, 'downstream session error');
     });
-    session.once('connect', () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
     // The caller's first SETTINGS frame ends the handshake: from here on the keepalive takes over.
-    session.once('remoteSettings', () => {
-      if (handshakeKey !== undefined) this.handshakeDone(handshakeKey);
-    });
+    session.once('remoteSettings', () => this.handshakeDone(handshakeKey));
     const guarded = session as GuardedSession;
     guarded[kGuard] = { listener: this, session, open: 0, streams: 0, prematureResets: 0, idleSince: Date.now(), pingOutstanding: false };
+    // The guard sees each stream before the request path does.
     session.on('stream', onGuardedStream);
+    session.on('stream', this.onStream);
     session.setTimeout(LISTENER_LIMITS.keepaliveIntervalMs, onSessionQuiet);
+    session.start();
   }
 
   /** Called by the guards when they close a connection for abuse. */
-  abusive(session: Http2Session, why: string): void {
+  abusive(session: H2Session, why: string): void {
     this.opts.log.warn({ remote: session.socket?.remoteAddress, listener: this.opts.name }, `closing a connection that ${why}`);
   }
 

@@ -4,9 +4,10 @@
  * attempts) and read once when the caller's stream closes. Only allocated when metrics, the access
  * log or tracing is on.
  */
-import type { ServerHttp2Stream } from 'node:http2';
+
 import type { Cluster } from '../upstream/cluster.js';
 import type { Direction } from './request-metrics.js';
+import type { H2Stream } from '../h2/stream.js';
 
 export const kRecord = Symbol('remora.callRecord');
 
@@ -34,12 +35,12 @@ export class CallRecord {
   }
 }
 
-type Recorded = ServerHttp2Stream & { [kRecord]?: CallRecord };
+type Recorded = H2Stream & { [kRecord]?: CallRecord };
 
-export function recordOf(stream: ServerHttp2Stream): CallRecord | undefined {
+export function recordOf(stream: H2Stream): CallRecord | undefined {
   return (stream as Recorded)[kRecord];
 }
 
-export function attachRecord(stream: ServerHttp2Stream, record: CallRecord): void {
+export function attachRecord(stream: H2Stream, record: CallRecord): void {
   (stream as Recorded)[kRecord] = record;
 }

@@ -4,7 +4,7 @@
  * sidecar's own x-remora-error reason) and records it once: metrics, access log, trace span.
  * With all three off it adds nothing to a call.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { StreamHandler } from '../proxy/handle-stream.js';
 import { OVERFLOW_HEADER } from '../health/circuit-breakers.js';
@@ -13,6 +13,7 @@ import type { AccessLog } from './access-log.js';
 import { CallRecord, attachRecord, recordOf } from './call-record.js';
 import type { Direction, RequestMetrics } from './request-metrics.js';
 import type { Span, Tracer } from './tracer.js';
+import type { H2Stream } from '../h2/stream.js';
 
 export interface ObservabilityOptions {
   readonly service: string;
@@ -33,7 +34,7 @@ export function observeCalls(inner: StreamHandler, direction: Direction, opts: O
   const { metrics, accessLog, tracer, service } = opts;
   const kind = direction === 'outbound' ? 'CLIENT' : 'SERVER';
 
-  function onClose(this: ServerHttp2Stream): void {
+  function onClose(this: H2Stream): void {
     const rec = recordOf(this);
     if (rec === undefined) return;
     activeCalls[direction]--;

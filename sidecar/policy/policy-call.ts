@@ -17,7 +17,7 @@
  *   that is not known yet but the cluster is asking its servers right now, the decision waits for
  *   the answer (at most METHODS_WAIT_MS), so even a fresh sidecar's first failure can be retried.
  */
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders } from 'node:http2';
 import type { RetrySpec } from '../../control-plane/resources/types.js';
 import { Status, encodeGrpcMessage, respondWithError, type SidecarErrorReason, type StatusCode } from '../grpc/status.js';
 import type { Cluster } from '../upstream/cluster.js';
@@ -29,6 +29,7 @@ import { CALLER_CANCELLED, MISSING_TRAILERS, TRANSPORT_FAILURE } from '../proxy/
 import { fullJitterBackoff } from '../upstream/backoff.js';
 import { encodeGrpcTimeout, effectiveTimeoutMs, parseGrpcTimeout, type GrpcTimeoutMode } from './grpc-timeout.js';
 import { RetryBudget } from './retry-budget.js';
+import type { H2Stream } from '../h2/stream.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -77,7 +78,7 @@ function codesOf(spec: RetrySpec): ReadonlySet<number> {
 
 
 interface Attempt {
-  readonly up: ClientHttp2Stream;
+  readonly up: H2Stream;
   readonly endpoint: Endpoint;
   readonly pooled: PooledSession;
   readonly startedAt: number;
@@ -136,7 +137,7 @@ export class PolicyCall {
   private awaitingRetry: (() => void) | undefined;
 
   constructor(
-    private readonly down: ServerHttp2Stream,
+    private readonly down: H2Stream,
     private readonly headers: IncomingHttpHeaders,
     private readonly ctx: PolicyCallContext,
     now: number,
@@ -250,7 +251,7 @@ export class PolicyCall {
       return this.fail(Status.UNAVAILABLE, `remora: ${why}`, 'overflow');
     }
     if (this.deadlineAt !== undefined) this.headers['grpc-timeout'] = encodeGrpcTimeout(this.deadlineAt - now);
-    let up: ClientHttp2Stream;
+    let up: H2Stream;
     try {
       up = pooled.session.request(this.headers, { endStream: false });
     } catch (err) {
@@ -285,8 +286,7 @@ export class PolicyCall {
   }
 
   private onResponse(a: Attempt, h: IncomingHttpHeaders, flags: number): void {
-    // DATA can be emitted before 'response' (node emits the latter on the next tick): read the
-    // body only once the headers are known (see forward.ts).
+    // Read the body only once the headers are known (see forward.ts).
     if (!(flags & NGHTTP2_FLAG_END_STREAM)) a.up.on('data', (chunk: Buffer) => this.onResponseData(a, chunk));
     else a.up.resume();
     const now = Date.now();

@@ -6,14 +6,11 @@
  * Listeners are module-level functions that find their call through a symbol on the stream, so a
  * call costs one small object instead of a dozen closures.
  */
-import http2, {
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-  type ServerHttp2Stream,
-} from 'node:http2';
+import http2, { type IncomingHttpHeaders } from 'node:http2';
 import { Status, encodeGrpcMessage, respondWithError, type StatusCode } from '../grpc/status.js';
 import { abandonStream, spendReset, type Endpoint, type PooledSession } from '../upstream/endpoint.js';
 import { recordOf, type CallRecord } from '../observability/call-record.js';
+import type { H2Stream } from '../h2/stream.js';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -25,8 +22,8 @@ const {
 } = http2.constants;
 
 const kCall = Symbol('remora.call');
-type Down = ServerHttp2Stream & { [kCall]: ProxyCall };
-type Up = ClientHttp2Stream & { [kCall]: ProxyCall };
+type Down = H2Stream & { [kCall]: ProxyCall };
+type Up = H2Stream & { [kCall]: ProxyCall };
 
 /** The call failed below gRPC: connect failure, reset stream, lost connection. */
 export const TRANSPORT_FAILURE = -1;
@@ -77,7 +74,7 @@ export const MISSING_TRAILERS = Object.freeze({
   'x-remora-error': 'upstream-reset',
 });
 
-// node copies option objects, so one shared instance each is safe and saves an allocation per call.
+// respond() only reads its options, so one shared instance each saves an allocation per call.
 const RESPOND_END: http2.ServerStreamResponseOptions = { endStream: true };
 const RESPOND_WITH_TRAILERS: http2.ServerStreamResponseOptions = { waitForTrailers: true };
 
@@ -119,9 +116,8 @@ function onUpResponse(this: Up, headers: IncomingHttpHeaders, flags: number): vo
     down.respond(headers, RESPOND_END);
   } else {
     down.respond(headers, RESPOND_WITH_TRAILERS);
-    // Only now: node emits 'response' on the next tick, and over TLS the first DATA can arrive
-    // in the same read and be emitted before it; writing it downstream first would make node send
-    // default headers (:status 200, no gRPC headers) and the respond() above would throw.
+    // Only now, after respond(): the engine queues anything written before the headers, but a
+    // body must never overtake its headers.
     this.on('data', onUpData);
   }
 }
@@ -143,7 +139,7 @@ function onUpTrailers(this: Up, trailers: IncomingHttpHeaders): void {
   call.status = trailers['grpc-status'];
 }
 function onUpEnd(this: Up): void {
-  // node also ends the readable side when the peer resets the stream: that is onUpClose's case.
+  // A reset stream ends in onUpClose, never here; the check keeps it that way.
   if (this.rstCode) return;
   const call = this[kCall];
   call.upEnded = true;
@@ -238,7 +234,7 @@ const REQUEST_OPTIONS: http2.ClientSessionRequestOptions = { endStream: false };
  * own header object, passed on as it is (it already carries only HTTP/2-legal fields).
  */
 export function forwardCall(
-  down: ServerHttp2Stream,
+  down: H2Stream,
   headers: IncomingHttpHeaders,
   endpoint: Endpoint,
   pooled: PooledSession,
@@ -246,7 +242,7 @@ export function forwardCall(
   now: number,
   held: number,
 ): void {
-  let up: ClientHttp2Stream;
+  let up: H2Stream;
   try {
     up = pooled.session.request(headers, REQUEST_OPTIONS);
   } catch (err) {

@@ -2,7 +2,7 @@
  * Entry point for every stream a listener accepts: check it is gRPC, route it, pick an endpoint,
  * forward. Everything that rejects a call answers with a gRPC status the caller can read.
  */
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
 import { Status, respondWithError, encodeGrpcMessage } from '../grpc/status.js';
 import { parseAuthority } from '../routing/authority.js';
 import type { Router } from '../routing/route-table.js';
@@ -17,10 +17,11 @@ import { startMirror } from './mirror.js';
 import type { IdempotencyCatalog } from '../idempotency/catalog.js';
 import { recordOf } from '../observability/call-record.js';
 import { OVERFLOW_HEADER, overflowMessage, type BreakerKind, type BreakerName } from '../health/circuit-breakers.js';
+import type { H2Stream } from '../h2/stream.js';
 
-export type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+export type StreamHandler = (stream: H2Stream, headers: IncomingHttpHeaders) => void;
 
-function rejectNonGrpc(stream: ServerHttp2Stream, contentType: string | undefined): void {
+function rejectNonGrpc(stream: H2Stream, contentType: string | undefined): void {
   // The gRPC spec asks for HTTP 415 here; the grpc-status lets gRPC clients show why.
   stream.respond(
     {
@@ -36,7 +37,7 @@ function rejectNonGrpc(stream: ServerHttp2Stream, contentType: string | undefine
   );
 }
 
-function noRoute(stream: ServerHttp2Stream, authority: string | undefined): void {
+function noRoute(stream: H2Stream, authority: string | undefined): void {
   const parsed = authority ? parseAuthority(authority) : undefined;
   const what = parsed ? `service ${JSON.stringify(parsed.service)}` : `authority ${JSON.stringify(authority ?? '')}`;
   respondWithError(stream, Status.UNIMPLEMENTED, `remora: no route for ${what} (:authority ${JSON.stringify(authority ?? '')})`, 'no-route');
@@ -45,7 +46,7 @@ function noRoute(stream: ServerHttp2Stream, authority: string | undefined): void
 /** Reused for every pick: pick() is synchronous and keeps no reference, so no allocation per call. */
 const pickContext: { now: number; headers: IncomingHttpHeaders } = { now: 0, headers: {} };
 
-function overflow(stream: ServerHttp2Stream, cluster: Cluster, breaker: string): void {
+function overflow(stream: H2Stream, cluster: Cluster, breaker: string): void {
   const limit = cluster.breakers?.limit(BREAKER_KIND[breaker as BreakerName] ?? 'request') ?? 0;
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond(
@@ -74,7 +75,7 @@ function needsPolicyCall(p: RoutePolicy): boolean {
 }
 
 /** Picks the endpoint, applies the cluster's breakers, and forwards (or hands over to PolicyCall). */
-function dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, route: Route, descriptors: IdempotencyCatalog | undefined): void {
+function dispatch(stream: H2Stream, headers: IncomingHttpHeaders, route: Route, descriptors: IdempotencyCatalog | undefined): void {
   if (stream.destroyed || stream.closed) return;
   const now = Date.now();
   pickContext.now = now;

@@ -3,21 +3,22 @@
  * slows the real call: it takes no part in backpressure (if its upstream cannot keep up it is
  * cancelled, not waited for), its answer is read and dropped, and its failures are ignored.
  */
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders } from 'node:http2';
 import type { Cluster } from '../upstream/cluster.js';
 import { CALLER_CANCELLED, TRANSPORT_FAILURE } from './forward.js';
+import type { H2Stream } from '../h2/stream.js';
 
 const { NGHTTP2_CANCEL } = http2.constants;
 
 export const mirrorStats = { started: 0, abandoned: 0 };
 
-export function startMirror(down: ServerHttp2Stream, headers: IncomingHttpHeaders, cluster: Cluster, pickContext: { now: number; headers: IncomingHttpHeaders }): void {
+export function startMirror(down: H2Stream, headers: IncomingHttpHeaders, cluster: Cluster, pickContext: { now: number; headers: IncomingHttpHeaders }): void {
   const now = Date.now();
   pickContext.now = now;
   pickContext.headers = headers;
   const endpoint = cluster.pick(pickContext);
   if (endpoint === undefined) return;
-  let up: ClientHttp2Stream;
+  let up: H2Stream;
   try {
     up = endpoint.acquire(now).session.request({ ...headers, 'x-remora-mirror': 'true' }, { endStream: false });
   } catch {

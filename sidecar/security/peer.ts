@@ -3,8 +3,9 @@
  * SPIFFE ID in its client certificate, and the header value the local app is given) and looked
  * up per call through the HTTP/2 session, so a call costs one WeakMap lookup.
  */
-import type { Http2Session } from 'node:http2';
+
 import type { TLSSocket } from 'node:tls';
+import type { H2Session } from '../h2/session.js';
 
 export interface PeerInfo {
   /** spiffe://<trust-domain>/ns/<ns>/sa/<sa> */
@@ -21,7 +22,7 @@ export const PEER_IDENTITY_HEADER = 'x-forwarded-client-cert';
 const kPeer = Symbol('remora.peer');
 type Tagged = TLSSocket & { [kPeer]?: PeerInfo };
 
-const peers = new WeakMap<Http2Session, PeerInfo>();
+const peers = new WeakMap<H2Session, PeerInfo>();
 
 /** The SPIFFE ID in a certificate's URI SANs (`URI:spiffe://...`), or undefined if none or several. */
 export function spiffeIdOf(subjectAltName: string | undefined): string | undefined {
@@ -40,12 +41,12 @@ export function tagSocket(socket: TLSSocket, peer: PeerInfo): void {
 }
 
 /** Called once per new session: `session.socket` is node's proxy onto the socket we tagged. */
-export function rememberPeer(session: Http2Session): void {
+export function rememberPeer(session: H2Session): void {
   const peer = (session.socket as Tagged | undefined)?.[kPeer];
   if (peer !== undefined) peers.set(session, peer);
 }
 
 /** Undefined for a plaintext connection. */
-export function peerOf(session: Http2Session | undefined): PeerInfo | undefined {
+export function peerOf(session: H2Session | undefined): PeerInfo | undefined {
   return session === undefined ? undefined : peers.get(session);
 }

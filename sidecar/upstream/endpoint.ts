@@ -3,28 +3,32 @@
  * peer's SETTINGS_MAX_CONCURRENT_STREAMS is reached, then another session opens. A session that got
  * GOAWAY or grew older than maxSessionAgeMs takes no new streams and closes once its streams finish.
  * Failed connects back off exponentially, and calls during the backoff fail fast. A keepalive finds
- * sessions node stopped serving without saying so, and each session has a budget of stream resets
+ * sessions that went silent (an app stuck, a peer gone without a FIN), and each session has a budget of stream resets
  * so that callers going away in bulk do not look like an attack to the app.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import net from 'node:net';
 import type { PeerCertificate, SecureContext } from 'node:tls';
 import { spiffeIdOf } from '../security/peer.js';
+import { connect, type ConnectOptions } from '../h2/connect.js';
+import type { Settings } from '../h2/frames.js';
 import type { EndpointConfig } from '../config/model.js';
 import { fullJitterBackoff } from './backoff.js';
 import {
   CONNECTION_WINDOW_BYTES,
-  MAX_SESSION_MEMORY_MB,
   STREAM_WINDOW_BYTES,
+  UPSTREAM_MAX_HEADER_LIST_BYTES,
+  UPSTREAM_MAX_HEADER_LIST_PAIRS,
   UPSTREAM_KEEPALIVE,
   UPSTREAM_RESET_BUDGET,
 } from './h2-settings.js';
 import type { BalancedEndpoint } from './balancer.js';
 import { PeakEwma } from './peak-ewma.js';
 import type { EndpointBreaker } from '../health/endpoint-breaker.js';
+import type { H2Stream } from '../h2/stream.js';
+import type { H2Session } from '../h2/session.js';
 
 export interface PooledSession {
-  readonly session: ClientHttp2Session;
+  readonly session: H2Session;
   readonly createdAt: number;
   /** Streams opened on this session and not yet closed. */
   active: number;
@@ -47,7 +51,7 @@ export interface PooledSession {
 }
 
 const kAbandonedOn = Symbol('remora.abandonedOn');
-type AbandonedStream = ClientHttp2Stream & { [kAbandonedOn]?: PooledSession };
+type AbandonedStream = H2Stream & { [kAbandonedOn]?: PooledSession };
 
 /**
  * Takes one reset from the session's budget; false when it is spent, and the caller must not send
@@ -72,7 +76,7 @@ export function spendReset(p: PooledSession, now: number): boolean {
  * keep the stream counted in `active` until its 'close' (forward.ts does) and must have stopped
  * reading its answer.
  */
-export function abandonStream(p: PooledSession, up: ClientHttp2Stream): void {
+export function abandonStream(p: PooledSession, up: H2Stream): void {
   p.abandoned++;
   (up as AbandonedStream)[kAbandonedOn] = p;
   up.once('close', onAbandonedClose);
@@ -101,7 +105,6 @@ function keepaliveTick(p: PooledSession): void {
     session.socket.destroySoon();
     return;
   }
-  // node counts what the HTTP/2 session reads here, even though it reads the socket itself.
   const read = session.socket.bytesRead;
   if (read !== p.readAtLastTick) {
     p.readAtLastTick = read;
@@ -165,10 +168,13 @@ export class ConnectionOverflow extends Error {
 
 const UNLIMITED_STREAMS = 2 ** 32 - 1;
 
-const CONNECT_OPTIONS: http2.SecureClientSessionOptions = {
-  settings: { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES },
-  maxSessionMemory: MAX_SESSION_MEMORY_MB,
-};
+/** How the pool's sessions are set up (and tests that talk to an app the way the sidecar does). */
+export const UPSTREAM_SESSION_OPTIONS = {
+  streamWindow: STREAM_WINDOW_BYTES,
+  connectionWindow: CONNECTION_WINDOW_BYTES,
+  maxHeaderListBytes: UPSTREAM_MAX_HEADER_LIST_BYTES,
+  maxHeaderListPairs: UPSTREAM_MAX_HEADER_LIST_PAIRS,
+} as const;
 
 export class Endpoint implements BalancedEndpoint {
   readonly key: string;
@@ -184,7 +190,6 @@ export class Endpoint implements BalancedEndpoint {
   readonly identity: string | undefined;
   /** Calls in flight to this endpoint: the least-request balancers read this. */
   activeRequests = 0;
-  private readonly url: string;
   private sessions: PooledSession[] = [];
   private consecutiveConnectFailures = 0;
   private backoffUntil = 0;
@@ -201,7 +206,6 @@ export class Endpoint implements BalancedEndpoint {
     this.labels = cfg.labels;
     this.key = Endpoint.keyOf(cfg);
     this.identity = cfg.identity;
-    this.url = `${cfg.identity === undefined ? 'http' : 'https'}://${this.key}`;
     this.ewma = new PeakEwma(Date.now(), opts.initialRttMs === undefined ? {} : { defaultRttMs: opts.initialRttMs });
     this.breaker = opts.breaker;
   }
@@ -259,14 +263,14 @@ export class Endpoint implements BalancedEndpoint {
     return this.open(now);
   }
 
-  private connectOptions(): http2.SecureClientSessionOptions {
+  private connectOptions(): ConnectOptions {
     const expected = this.identity;
-    if (expected === undefined) return CONNECT_OPTIONS;
+    if (expected === undefined) return UPSTREAM_SESSION_OPTIONS;
     const secureContext = this.opts.clientTls?.();
     if (secureContext === undefined) {
       // No certificate of our own yet: fail this connect like any other, with the reason.
       return {
-        ...CONNECT_OPTIONS,
+        ...UPSTREAM_SESSION_OPTIONS,
         createConnection: () => {
           const socket = new net.Socket();
           process.nextTick(() => socket.destroy(Object.assign(new Error(`no workload certificate yet for mTLS to ${expected}`), { code: 'NO_WORKLOAD_CERTIFICATE' })));
@@ -275,7 +279,7 @@ export class Endpoint implements BalancedEndpoint {
       };
     }
     return {
-      ...CONNECT_OPTIONS,
+      ...UPSTREAM_SESSION_OPTIONS,
       secureContext,
       // The chain is checked against the trust bundle by TLS; the name that counts is the SPIFFE ID
       // the control plane says serves this endpoint, not a DNS name.
@@ -288,7 +292,7 @@ export class Endpoint implements BalancedEndpoint {
   }
 
   private open(now: number): PooledSession {
-    const session = http2.connect(this.url, this.connectOptions());
+    const session = connect(this.address, this.port, this.connectOptions());
     // Until this session's SETTINGS arrive, assume what the peer said on earlier sessions, or no
     // limit for a peer never seen (RFC 9113's default), so a burst shares the one connecting
     // session instead of each call opening its own. (node's remoteSettings cannot be trusted before
@@ -310,12 +314,11 @@ export class Endpoint implements BalancedEndpoint {
       pooled.connected = true;
       this.consecutiveConnectFailures = 0;
       this.backoffUntil = 0;
-      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     });
     session.on('error', (err: NodeJS.ErrnoException) => {
       if (!pooled.connected) this.connectFailed(err);
     });
-    session.on('remoteSettings', (settings: http2.Settings) => {
+    session.on('remoteSettings', (settings: Settings) => {
       const max = settings.maxConcurrentStreams ?? UNLIMITED_STREAMS;
       pooled.maxStreams = max;
       this.peerMaxStreams = max;

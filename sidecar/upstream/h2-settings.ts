@@ -5,15 +5,18 @@
  */
 export const STREAM_WINDOW_BYTES = 1 << 20;
 export const CONNECTION_WINDOW_BYTES = 8 << 20;
-/** nghttp2's per-session memory cap, in MiB (node's default of 10 is tight for 16 MiB messages). */
-export const MAX_SESSION_MEMORY_MB = 64;
+/**
+ * What an app's response headers (or trailers) may hold. Generous, since the app is trusted more
+ * than a caller, but bounded: one header list is held in memory whole.
+ */
+export const UPSTREAM_MAX_HEADER_LIST_BYTES = 256 * 1024;
+export const UPSTREAM_MAX_HEADER_LIST_PAIRS = 1_000;
 /** Per-connection stream limit we advertise to callers: bounds what one client can hold open. */
 export const MAX_CONCURRENT_STREAMS = 1000;
 
 /**
- * Keepalive on pooled upstream sessions. After nghttp2 gives up on a session (a GOAWAY it sent for
- * a protocol error), node stops reading and writing it and reports nothing, so calls put on it
- * never end. A session that read nothing for a whole tick while streams opened since its last PING
+ * Keepalive on pooled upstream sessions. A connection can go silent without closing (an app whose
+ * event loop is stuck, a peer gone without a FIN), and calls put on it would never end. A session that read nothing for a whole tick while streams opened since its last PING
  * are waiting is sent a PING, and destroyed (its calls fail UNAVAILABLE) if no answer comes within
  * pingTimeoutMs. Idle sessions and sessions already proven alive since their last new stream are
  * not pinged: gRPC servers (grpc-go, grpc-core) count PINGs with no data in between as abuse and
