@@ -15,6 +15,13 @@ for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") NAME_CHAR
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 const REQUEST_PSEUDO = new Set([':method', ':scheme', ':authority', ':path', ':protocol']);
 
+/**
+ * The prototype of every header object: it has no prototype itself, so no field name reaches
+ * Object.prototype (a field named __proto__ is just a field). Objects made from it stay in V8's
+ * fast mode, where Object.create(null) ones start as slow dictionaries.
+ */
+const HEADERS_PROTOTYPE = Object.freeze(Object.create(null) as object);
+
 function validName(name: string): boolean {
   if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) if (NAME_CHAR[name.charCodeAt(i)] !== 1) return false;
@@ -32,10 +39,10 @@ function validValue(value: string): boolean {
 /**
  * The header object for a decoded list, or a string saying why the list is malformed. Repeated
  * fields become arrays (cookie crumbs are joined with "; ", RFC 9113 8.2.3); :status is a number,
- * as node gives it. The object has no prototype, so no field name can reach Object's.
+ * as node gives it.
  */
 export function toHeaderObject(fields: readonly string[], kind: HeaderKind): IncomingHttpHeaders | string {
-  const obj = Object.create(null) as Record<string, string | string[] | number>;
+  const obj = Object.create(HEADERS_PROTOTYPE) as Record<string, string | string[] | number>;
   let regularSeen = false;
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
@@ -47,8 +54,9 @@ export function toHeaderObject(fields: readonly string[], kind: HeaderKind): Inc
       if (kind === 'request' ? !REQUEST_PSEUDO.has(name) : name !== ':status') return `unknown pseudo-header ${name}`;
       if (obj[name] !== undefined) return `repeated pseudo-header ${name}`;
       if (name === ':status') {
-        if (value.length !== 3 || !/^[1-9]\d\d$/.test(value)) return `invalid :status ${JSON.stringify(value)}`;
-        obj[name] = Number(value);
+        const status = statusCode(value);
+        if (status < 0) return `invalid :status ${JSON.stringify(value)}`;
+        obj[name] = status;
       } else {
         obj[name] = value;
       }
@@ -75,6 +83,16 @@ export function toHeaderObject(fields: readonly string[], kind: HeaderKind): Inc
     return 'no :status';
   }
   return obj as IncomingHttpHeaders;
+}
+
+/** A three-digit status from 100 to 999, or -1. */
+function statusCode(value: string): number {
+  if (value.length !== 3) return -1;
+  const a = value.charCodeAt(0) - 48;
+  const b = value.charCodeAt(1) - 48;
+  const c = value.charCodeAt(2) - 48;
+  if (a < 1 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  return a * 100 + b * 10 + c;
 }
 
 /**

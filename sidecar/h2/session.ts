@@ -116,6 +116,8 @@ export class H2Session extends EventEmitter {
   private peerMaxFrame = DEFAULT_MAX_FRAME_SIZE;
   private peerMaxConcurrent = Number.MAX_SAFE_INTEGER;
   private connSendWindow = DEFAULT_WINDOW;
+  /** What the peer may still send on the connection; bytes come back as readers consume them. */
+  private connRecvWindow: number;
   private connConsumed = 0;
   private readonly connWindowUpdateAt: number;
   /** Streams with data queued for want of window, in the order they blocked. */
@@ -153,6 +155,7 @@ export class H2Session extends EventEmitter {
     this.limits = { maxHeaderListBytes: opts.maxHeaderListBytes, maxHeaderListPairs: opts.maxHeaderListPairs };
     this.streamWindowUpdateAt = Math.max(1, opts.streamWindow >>> 1);
     this.connWindowUpdateAt = Math.max(1, opts.connectionWindow >>> 1);
+    this.connRecvWindow = Math.max(DEFAULT_WINDOW, opts.connectionWindow);
     this.localSettings = {
       enablePush: false,
       initialWindowSize: opts.streamWindow,
@@ -220,6 +223,15 @@ export class H2Session extends EventEmitter {
   /** @internal */
   sendWindowUpdate(streamId: number, increment: number): void {
     this.write(windowUpdateFrame(streamId, increment));
+  }
+
+  /** @internal Received bytes nobody holds any more: their share of the connection window goes back. */
+  connectionConsumed(n: number): void {
+    this.connConsumed += n;
+    if (this.connConsumed < this.connWindowUpdateAt || this.destroyed) return;
+    this.connRecvWindow += this.connConsumed;
+    this.write(windowUpdateFrame(0, this.connConsumed));
+    this.connConsumed = 0;
   }
 
   /** @internal */
@@ -403,12 +415,6 @@ export class H2Session extends EventEmitter {
     this.emit('timeout');
   }
 
-  /** Raises our connection receive window to `size`. */
-  setLocalWindowSize(size: number): void {
-    const current = this.opts.connectionWindow;
-    if (size > current) this.write(windowUpdateFrame(0, size - current));
-  }
-
   /** Streams open in either direction. */
   get openStreams(): number {
     return this.streams.size;
@@ -495,6 +501,8 @@ export class H2Session extends EventEmitter {
   }
 
   private onFrame(type: number, flags: number, id: number, buf: Buffer, start: number, end: number): void {
+    // Each side's first frame is its SETTINGS (RFC 9113 3.4).
+    if (!this.settled && (type !== FrameType.SETTINGS || flags & Flag.ACK)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `frame type ${type} before the peer's SETTINGS`);
     if (this.blockStream !== 0 && type !== FrameType.CONTINUATION) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `frame type ${type} inside a header block`);
     switch (type) {
       case FrameType.DATA:
@@ -536,28 +544,37 @@ export class H2Session extends EventEmitter {
   private onDataFrame(flags: number, id: number, buf: Buffer, start: number, end: number): void {
     if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
     const length = end - start;
-    // Flow control counts the whole payload, padding included, whatever becomes of the stream.
-    this.connConsumed += length;
-    if (this.connConsumed >= this.connWindowUpdateAt) {
-      this.write(windowUpdateFrame(0, this.connConsumed));
-      this.connConsumed = 0;
-    }
+    // Flow control counts the whole payload, padding included, whatever becomes of the stream. The
+    // connection window comes back only as readers consume their data, so what one connection
+    // can make us hold is bounded by it (node's maxSessionMemory did this before).
+    if (length > this.connRecvWindow) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `DATA of ${length} bytes over the connection window of ${this.connRecvWindow}`);
+    this.connRecvWindow -= length;
     if (length === 0 && !(flags & Flag.END_STREAM)) this.invalidFrame();
     const stream = this.streams.get(id);
     if (stream === undefined) {
       if (this.isIdle(id)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
-      // A stream we already closed: its late frames are dropped (flow control bounds them).
+      // A stream we already closed: its late frames are dropped.
+      this.connectionConsumed(length);
       return;
     }
+    let refused = -1;
     if (stream.remoteEnded) {
       this.invalidFrame();
-      return this.resetStream(id, ErrorCode.STREAM_CLOSED);
+      refused = ErrorCode.STREAM_CLOSED;
+    } else if (!this.isServer && !stream.responded) {
+      refused = ErrorCode.PROTOCOL_ERROR;
+    } else if (length > stream.recvWindow) {
+      refused = ErrorCode.FLOW_CONTROL_ERROR;
     }
-    if (!this.isServer && !stream.responded) return this.resetStream(id, ErrorCode.PROTOCOL_ERROR);
-    if (length > stream.recvWindow) return this.resetStream(id, ErrorCode.FLOW_CONTROL_ERROR);
+    if (refused >= 0) {
+      this.connectionConsumed(length);
+      return this.resetStream(id, refused);
+    }
     stream.recvWindow -= length;
     const dataEnd = this.unpad(flags, buf, start, end);
     const dataStart = flags & Flag.PADDED ? start + 1 : start;
+    // Padding (and the pad length) reaches no reader: its window comes back at once.
+    if (length > dataEnd - dataStart) stream.acknowledge(length - (dataEnd - dataStart));
     if (dataEnd > dataStart) stream.receiveData(buf.subarray(dataStart, dataEnd));
     if (flags & Flag.END_STREAM && !stream.closed) stream.receiveEnd();
   }

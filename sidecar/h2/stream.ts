@@ -152,8 +152,15 @@ export class H2Stream extends EventEmitter {
     this.closePending = true;
   }
 
+  /** Bytes the reader had: their window goes back to the peer (stream and connection). */
   private consume(n: number): void {
-    if (this.remoteEnded || this.closed) return;
+    this.session.connectionConsumed(n);
+    this.acknowledge(n);
+  }
+
+  /** @internal Returns `n` bytes of this stream's window (not the connection's). */
+  acknowledge(n: number): void {
+    if (this.remoteEnded || this.wireClosed) return;
     this.consumed += n;
     if (this.consumed >= this.session.streamWindowUpdateAt) {
       this.recvWindow += this.consumed;
@@ -294,7 +301,13 @@ export class H2Stream extends EventEmitter {
     this.destroyed = true;
     this.rstCode = code;
     this.aborted = aborted;
-    this.inbox = null;
+    if (this.inbox !== null) {
+      // Never read: the connection's window still has to come back.
+      let unread = 0;
+      for (const chunk of this.inbox) unread += chunk.length;
+      this.session.connectionConsumed(unread);
+      this.inbox = null;
+    }
     this.outbox = null;
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (err !== undefined) process.nextTick(emitError, this, err);

@@ -78,6 +78,7 @@ function codesOf(spec: RetrySpec): ReadonlySet<number> {
 
 
 interface Attempt {
+  readonly call: PolicyCall;
   readonly up: H2Stream;
   readonly endpoint: Endpoint;
   readonly pooled: PooledSession;
@@ -107,6 +108,46 @@ const HOLD_RESPONSE_MS = 20;
 /** The longest a failed attempt waits for the cluster's reflection to say whether it may be retried. */
 const METHODS_WAIT_MS = 1_000;
 
+// Listeners are module-level functions that find their call (or attempt) through a symbol on the
+// stream, as in forward.ts: a call costs no closures.
+const kCall = Symbol('remora.policyCall');
+const kAttempt = Symbol('remora.attempt');
+type Down = H2Stream & { [kCall]: PolicyCall };
+type Up = H2Stream & { [kAttempt]: Attempt };
+
+function noop(): void {}
+function onDownData(this: Down, chunk: Buffer): void {
+  this[kCall].onRequestData(chunk);
+}
+function onDownEnd(this: Down): void {
+  this[kCall].onRequestEnd();
+}
+function onDownClose(this: Down): void {
+  this[kCall].onCallerGone();
+}
+function onDownWantTrailers(this: Down): void {
+  this[kCall].sendTrailers();
+}
+function onUpDrain(this: Up): void {
+  this[kAttempt].call.down.resume();
+}
+function onUpResponse(this: Up, h: IncomingHttpHeaders, flags: number): void {
+  const a = this[kAttempt];
+  a.call.onResponse(a, h, flags);
+}
+function onUpTrailers(this: Up, t: IncomingHttpHeaders): void {
+  const a = this[kAttempt];
+  a.call.onTrailers(a, t);
+}
+function onUpClose(this: Up): void {
+  const a = this[kAttempt];
+  a.call.onAttemptClose(a);
+}
+function onUpData(this: Up, chunk: Buffer): void {
+  const a = this[kAttempt];
+  a.call.onResponseData(a, chunk);
+}
+
 export class PolicyCall {
   private readonly chunks: Buffer[] = [];
   private buffered = 0;
@@ -120,7 +161,8 @@ export class PolicyCall {
   private attempts = 0;
   /** The observability layer's record of this call, when it keeps one. */
   private readonly record: CallRecord | undefined;
-  private readonly tried = new Set<Endpoint>();
+  /** Endpoints this call was sent to (a few at most: an array beats a Set here). */
+  private readonly tried: Endpoint[] = [];
   private readonly deadlineAt: number | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
@@ -137,7 +179,7 @@ export class PolicyCall {
   private awaitingRetry: (() => void) | undefined;
 
   constructor(
-    private readonly down: H2Stream,
+    readonly down: H2Stream,
     private readonly headers: IncomingHttpHeaders,
     private readonly ctx: PolicyCallContext,
     now: number,
@@ -156,11 +198,12 @@ export class PolicyCall {
       ctx.cluster.wantMethods();
     }
 
-    down.on('data', (chunk: Buffer) => this.onRequestData(chunk));
-    down.on('end', () => this.onRequestEnd());
-    down.on('close', () => this.onCallerGone());
-    down.on('error', () => {});
-    down.on('wantTrailers', () => down.sendTrailers(this.trailers ?? MISSING_TRAILERS));
+    (down as Down)[kCall] = this;
+    down.on('data', onDownData);
+    down.on('end', onDownEnd);
+    down.on('close', onDownClose);
+    down.on('error', noop);
+    down.on('wantTrailers', onDownWantTrailers);
     if (policy.idleTimeoutMs) {
       down.setTimeout(policy.idleTimeoutMs, () => (ctx.cluster.stats.timeouts++, this.fail(Status.DEADLINE_EXCEEDED, `remora: stream idle for ${policy.idleTimeoutMs} ms (route ${ctx.routeName})`, 'timeout')));
     }
@@ -178,7 +221,13 @@ export class PolicyCall {
 
   // ---- request direction ----
 
-  private onRequestData(chunk: Buffer): void {
+  /** @internal */
+  sendTrailers(): void {
+    this.down.sendTrailers(this.trailers ?? MISSING_TRAILERS);
+  }
+
+  /** @internal */
+  onRequestData(chunk: Buffer): void {
     if (this.record !== undefined) this.record.bytesIn += chunk.length;
     if (!this.overflowed && this.retry) {
       this.buffered += chunk.length;
@@ -200,17 +249,19 @@ export class PolicyCall {
     const up = this.attempt?.up;
     if (up && !up.destroyed && !up.closed && !up.write(chunk)) {
       this.down.pause();
-      up.once('drain', () => this.down.resume());
+      up.once('drain', onUpDrain);
     }
   }
 
-  private onRequestEnd(): void {
+  /** @internal */
+  onRequestEnd(): void {
     this.requestEnded = true;
     const up = this.attempt?.up;
     if (up && !up.destroyed && !up.closed) up.end();
   }
 
-  private onCallerGone(): void {
+  /** @internal */
+  onCallerGone(): void {
     if (this.finished) return;
     this.finished = true;
     this.clearTimers();
@@ -233,7 +284,7 @@ export class PolicyCall {
     for (let i = 0; i < 4; i++) {
       const e = this.ctx.cluster.pick(this.ctx.pickContext);
       if (e === undefined) break;
-      if (!this.tried.has(e)) return e;
+      if (!this.tried.includes(e)) return e;
       fallback ??= e;
     }
     return fallback;
@@ -242,7 +293,7 @@ export class PolicyCall {
   private startAttempt(endpoint: Endpoint): void {
     const now = Date.now();
     this.attempts++;
-    this.tried.add(endpoint);
+    this.tried.push(endpoint);
     let pooled: PooledSession;
     try {
       pooled = endpoint.acquire(now);
@@ -261,7 +312,7 @@ export class PolicyCall {
     }
     pooled.active++;
     endpoint.activeRequests++;
-    const a: Attempt = { up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, trailers: undefined, timedOut: false, done: false, perTryTimer: undefined };
+    const a: Attempt = { call: this, up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, trailers: undefined, timedOut: false, done: false, perTryTimer: undefined };
     this.attempt = a;
     const perTry = this.retry?.perTryTimeoutMs;
     if (perTry !== undefined) {
@@ -277,17 +328,19 @@ export class PolicyCall {
         this.onAttemptClose(a);
       }, perTry);
     }
-    up.on('error', () => {});
-    up.on('response', (h: IncomingHttpHeaders, flags: number) => this.onResponse(a, h, flags));
-    up.on('trailers', (t: IncomingHttpHeaders) => this.onTrailers(a, t));
-    up.on('close', () => this.onAttemptClose(a));
+    (up as Up)[kAttempt] = a;
+    up.on('error', noop);
+    up.on('response', onUpResponse);
+    up.on('trailers', onUpTrailers);
+    up.on('close', onUpClose);
     for (const c of this.chunks) up.write(c);
     if (this.requestEnded) up.end();
   }
 
-  private onResponse(a: Attempt, h: IncomingHttpHeaders, flags: number): void {
+  /** @internal */
+  onResponse(a: Attempt, h: IncomingHttpHeaders, flags: number): void {
     // Read the body only once the headers are known (see forward.ts).
-    if (!(flags & NGHTTP2_FLAG_END_STREAM)) a.up.on('data', (chunk: Buffer) => this.onResponseData(a, chunk));
+    if (!(flags & NGHTTP2_FLAG_END_STREAM)) a.up.on('data', onUpData);
     else a.up.resume();
     const now = Date.now();
     this.ctx.cluster.responseStarted(a.endpoint, now - a.startedAt, now);
@@ -302,7 +355,8 @@ export class PolicyCall {
     else this.commit(h, false);
   }
 
-  private onResponseData(a: Attempt, chunk: Buffer): void {
+  /** @internal */
+  onResponseData(a: Attempt, chunk: Buffer): void {
     if (this.finished || a !== this.attempt) return;
     if (!this.committed && this.retry) {
       a.held.push(chunk);
@@ -341,7 +395,8 @@ export class PolicyCall {
     a.held = [];
   }
 
-  private onTrailers(a: Attempt, t: IncomingHttpHeaders): void {
+  /** @internal */
+  onTrailers(a: Attempt, t: IncomingHttpHeaders): void {
     a.status = Number(t['grpc-status'] ?? Status.UNKNOWN);
     a.trailers = t;
     if (a === this.attempt) this.trailers = t;
@@ -354,7 +409,8 @@ export class PolicyCall {
     this.down.respond(h, endStream ? { endStream: true } : { waitForTrailers: true });
   }
 
-  private onAttemptClose(a: Attempt): void {
+  /** @internal */
+  onAttemptClose(a: Attempt): void {
     if (a.perTryTimer) clearTimeout(a.perTryTimer);
     if (a.holdTimer) clearTimeout(a.holdTimer);
     a.holdTimer = undefined;
