@@ -188,9 +188,13 @@ test('SIGTERM drains: the in-flight call finishes, new connections are refused, 
   t.teardown(() => echo.server.forceShutdown());
   const client = echoClient(`127.0.0.1:${sc.outbound}`, 'echo');
   const slow = new grpc.Metadata();
-  slow.set('x-sleep-ms', '800');
+  slow.set('x-sleep-ms', '1500');
   const inflight = unary(client, Buffer.from('slow'), slow);
-  await new Promise((r) => setTimeout(r, 200));
+  // SIGTERM only once the call is at the app: a call still on its way to the sidecar would be
+  // refused by the drain's GOAWAY, rightly, and that is not what this test is about.
+  const until = Date.now() + 10_000;
+  while (echo.record.calls === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  t.is(echo.record.calls, 1, 'the call reached the app');
   const exited = sc.proc.stop('SIGTERM', 10_000);
   const res = await inflight;
   t.is(res.response.toString(), 'slow');

@@ -246,7 +246,7 @@ export function forwardCall(
   try {
     up = pooled.session.request(headers, REQUEST_OPTIONS);
   } catch (err) {
-    // A GOAWAY can land between acquire() and request(): that session takes no more streams.
+    // acquire() skips closing sessions; this is the backstop should one slip through.
     pooled.draining = true;
     observer.callEnded(endpoint, TRANSPORT_FAILURE, now, now, held);
     respondWithError(down, Status.UNAVAILABLE, `remora: cannot open a stream to ${endpoint.key}: ${(err as Error).message}`, 'upstream-reset');

@@ -239,6 +239,12 @@ export class Endpoint implements BalancedEndpoint {
     for (let i = 0; i < list.length; i++) {
       const p = list[i]!;
       if (p.draining) continue;
+      if (p.session.closed) {
+        // Closed (GOAWAY, or the connection dropped) in this same tick: the pool hears of it on
+        // the session's 'close', which comes later, and a call put on it now would fail.
+        p.draining = true;
+        continue;
+      }
       if (now - p.createdAt > this.opts.maxSessionAgeMs) {
         this.retire(p);
         continue;
