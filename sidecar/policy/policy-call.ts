@@ -24,7 +24,7 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { MethodKind } from '../idempotency/levels.js';
 import { recordOf, type CallRecord } from '../observability/call-record.js';
 import type { Endpoint, PooledSession } from '../upstream/endpoint.js';
-import { ConnectionOverflow } from '../upstream/endpoint.js';
+import { ConnectionOverflow, abandonStream, spendReset } from '../upstream/endpoint.js';
 import { CALLER_CANCELLED, MISSING_TRAILERS, TRANSPORT_FAILURE } from '../proxy/forward.js';
 import { fullJitterBackoff } from '../upstream/backoff.js';
 import { encodeGrpcTimeout, effectiveTimeoutMs, parseGrpcTimeout, type GrpcTimeoutMode } from './grpc-timeout.js';
@@ -94,6 +94,8 @@ interface Attempt {
   /** Cut by the per-try timeout (`status` is then ours, DEADLINE_EXCEEDED). */
   timedOut: boolean;
   done: boolean;
+  /** Abandoned past the session's reset budget: released at its 'close', not before (see abandonStream). */
+  releaseAtClose: boolean;
   perTryTimer: NodeJS.Timeout | undefined;
 }
 
@@ -269,8 +271,16 @@ export class PolicyCall {
     const a = this.attempt;
     if (a && !a.done && !a.up.closed && !a.up.destroyed) {
       a.done = true;
-      a.up.close(NGHTTP2_CANCEL);
-      this.release(a, CALLER_CANCELLED);
+      // Within the session's reset budget, as forward.ts: past it, callers leaving in bulk would
+      // look like a rapid-reset attack to the app, which then drops the connection under everyone.
+      if (spendReset(a.pooled, Date.now())) {
+        a.up.close(NGHTTP2_CANCEL);
+        this.release(a, CALLER_CANCELLED);
+        return;
+      }
+      a.up.off('data', onUpData);
+      a.releaseAtClose = true;
+      abandonStream(a.pooled, a.up);
     }
   }
 
@@ -312,7 +322,7 @@ export class PolicyCall {
     }
     pooled.active++;
     endpoint.activeRequests++;
-    const a: Attempt = { call: this, up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, trailers: undefined, timedOut: false, done: false, perTryTimer: undefined };
+    const a: Attempt = { call: this, up, endpoint, pooled, startedAt: now, heldHeaders: undefined, held: [], heldBytes: 0, holdTimer: undefined, status: undefined, trailers: undefined, timedOut: false, done: false, releaseAtClose: false, perTryTimer: undefined };
     this.attempt = a;
     const perTry = this.retry?.perTryTimeoutMs;
     if (perTry !== undefined) {
@@ -414,7 +424,13 @@ export class PolicyCall {
     if (a.perTryTimer) clearTimeout(a.perTryTimer);
     if (a.holdTimer) clearTimeout(a.holdTimer);
     a.holdTimer = undefined;
-    if (a.done) return;
+    if (a.done) {
+      if (a.releaseAtClose) {
+        a.releaseAtClose = false;
+        this.release(a, CALLER_CANCELLED);
+      }
+      return;
+    }
     a.done = true;
     const rst = a.up.rstCode ?? 0;
     const refused = rst === NGHTTP2_REFUSED_STREAM || !a.pooled.connected;
