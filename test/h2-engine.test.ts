@@ -433,6 +433,19 @@ test('engine client -> node server: unary echo with trailers', async (t) => {
   checkUnaryEcho(t, result, payloads);
 });
 
+test('engine client -> node server: the last stream id (2^31-1) is used, then request() throws and the session closes gracefully', async (t) => {
+  t.timeout(TEST_TIMEOUT_MS);
+  const server = await nodeServer(t);
+  const session = await engineClient(t, server.port);
+  // Reaching 2^31 streams for real would take hours: start the session near the end.
+  (session as unknown as { nextStreamId: number }).nextStreamId = 2 ** 31 - 1;
+  const last = await within('the call on the last stream id', 5_000, engineCall(session, grpcRequestHeaders('x', UNARY), grpcFrame(Buffer.from('last'))));
+  checkUnaryEcho(t, last, [Buffer.from('last')]);
+  const err = t.throws(() => session.request(grpcRequestHeaders('x', UNARY)));
+  t.is((err as NodeJS.ErrnoException | undefined)?.code, 'ERR_HTTP2_OUT_OF_STREAMS');
+  t.true(session.closed);
+});
+
 test('engine client -> node server: 100 concurrent streams on one connection', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
   const server = await nodeServer(t);

@@ -67,6 +67,7 @@ const MAX_INVALID_FRAMES = 1_000;
 const MAX_REJECTED_STREAMS = 100;
 /** A header block (HEADERS + CONTINUATION) larger than this ends the connection: CONTINUATION flood. */
 const MAX_HEADER_BLOCK_FACTOR = 2;
+const MAX_STREAM_ID = 2 ** 31 - 1;
 /** DATA payloads up to this size are copied behind their frame header (one write instead of two). */
 const COPY_DATA_BELOW = 2048;
 
@@ -295,6 +296,11 @@ export class H2Session extends EventEmitter {
   request(headers: OutgoingHttpHeaders | IncomingHttpHeaders, options?: { endStream?: boolean }): H2Stream {
     if (this.destroyed) throw Object.assign(new Error('The session has been destroyed'), { code: 'ERR_HTTP2_INVALID_SESSION' });
     if (this.closed || this.goawayReceived !== undefined) throw Object.assign(new Error('New streams cannot be created after receiving a GOAWAY'), { code: 'ERR_HTTP2_GOAWAY_SESSION' });
+    if (this.nextStreamId + 2 * this.waiting.length > MAX_STREAM_ID) {
+      // Stream ids are never reused: a connection that used them all is done (RFC 9113 5.1.1).
+      this.close();
+      throw Object.assign(new Error('This session has used all its stream ids'), { code: 'ERR_HTTP2_OUT_OF_STREAMS' });
+    }
     const stream = new H2Stream(this, this.opts.streamWindow, this.peerInitialWindow);
     const endStream = options?.endStream === true;
     // As node's request() does: pseudo-headers the caller left out get the defaults. Forwarded
