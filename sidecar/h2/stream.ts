@@ -100,10 +100,6 @@ export class H2Stream extends EventEmitter {
     return this;
   }
 
-  isPaused(): boolean {
-    return this.paused || !this.flowing;
-  }
-
   /** Called by the session for each DATA payload (flow control already charged). */
   receiveData(chunk: Buffer): void {
     if (this.timeoutMs > 0) this.lastActivity = Date.now();

@@ -20,7 +20,7 @@ import { rememberPeer, spiffeIdOf, tagSocket } from '../security/peer.js';
 import { CONNECTION_WINDOW_BYTES, MAX_CONCURRENT_STREAMS, STREAM_WINDOW_BYTES } from '../upstream/h2-settings.js';
 import { H2Session, type SessionOptions } from '../h2/session.js';
 import type { H2Stream } from '../h2/stream.js';
-import { ErrorCode } from '../h2/frames.js';
+import { CLIENT_PREFACE as PREFACE, ErrorCode } from '../h2/frames.js';
 
 /**
  * What one caller can make a listener hold, per connection unless said otherwise. Envoy's defaults
@@ -34,7 +34,10 @@ export const LISTENER_LIMITS = {
   handshakeTimeoutMs: 5_000,
   /** Connections still in that handshake, per listener; past it the oldest one is dropped. */
   maxPendingHandshakes: 1_024,
-  /** Advertised; a caller that opens more gets those streams refused (RST_STREAM REFUSED_STREAM). */
+  /**
+   * Advertised. A caller that opens more before acknowledging our SETTINGS gets those streams
+   * refused (RST_STREAM REFUSED_STREAM); one that does after loses the connection (GOAWAY).
+   */
   maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
   /** Request header block, counted as HTTP/2 does (name + value + 32 each); over it: RST_STREAM ENHANCE_YOUR_CALM. */
   maxHeaderListBytes: 65_536,
@@ -66,7 +69,6 @@ const SESSION_OPTIONS: SessionOptions = {
   maxHeaderListPairs: LISTENER_LIMITS.maxHeaderListPairs,
 };
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /** A TLS record carrying a handshake message: the first byte of every ClientHello. */
 const TLS_HANDSHAKE_RECORD = 0x16;
 
