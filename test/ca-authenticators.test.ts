@@ -3,8 +3,7 @@
  * TokenReview against a real stub API server (https on 127.0.0.1 with a self-signed certificate made here).
  */
 import test from 'ava';
-import forge from 'node-forge';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
@@ -14,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { anyOf, type AuthResult, type Authenticator, type WorkloadClaim } from '../control-plane/ca/authenticator.js';
 import { BootstrapTokenError, loadBootstrapTokens, parseBootstrapTokens } from '../control-plane/ca/bootstrap-tokens.js';
 import { KubernetesTokenReviewer, inClusterTokenReviewOptions, TOKEN_REVIEW_PATH, type TokenReviewOptions } from '../control-plane/ca/token-review.js';
+import { selfSigned, type Pem } from './fixtures/self-signed.js';
 
 const claim = (namespace: string, serviceAccount: string): WorkloadClaim => ({ namespace, serviceAccount });
 const reasonOf = (r: AuthResult): string => (r.ok ? '' : r.reason);
@@ -174,37 +174,7 @@ test('anyOf: a member that throws only refuses, without the token in the reason'
 });
 
 // ---------------------------------------------------------------------------------------------
-// A stub Kubernetes API server, and a self-signed certificate for it.
-
-interface Pem {
-  readonly cert: string;
-  readonly key: string;
-}
-
-/** A self-signed certificate for 127.0.0.1: a key pair from node:crypto, the certificate built and signed with node-forge. */
-function selfSigned(commonName: string): Pem {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-  });
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  cert.serialNumber = `01${randomBytes(8).toString('hex')}`;
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 3_600_000);
-  const subject = [{ name: 'commonName', value: commonName }];
-  cert.setSubject(subject);
-  cert.setIssuer(subject);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
-  ]);
-  cert.sign(forge.pki.privateKeyFromPem(privateKey), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privateKey };
-}
+// A stub Kubernetes API server, with a self-signed certificate (test/fixtures/self-signed.ts).
 
 /** What the stub does with a token: a TokenReview status, or misbehave. */
 type Behaviour =

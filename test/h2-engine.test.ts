@@ -8,8 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import http2, { type IncomingHttpHeaders } from 'node:http2';
-import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import forge from 'node-forge';
+import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { H2Session } from '../sidecar/h2/session.js';
 import type { H2Stream } from '../sidecar/h2/stream.js';
@@ -36,8 +35,8 @@ import {
   CLIENT_OPTIONS,
   SERVER_OPTIONS,
   answerGrpc,
-  collectEngineStream,
-  collectNodeStream,
+  type AnyServerStream,
+  collectStream,
   connectEngine,
   connectNode,
   delay,
@@ -45,9 +44,7 @@ import {
   grpcFrame,
   grpcMessages,
   grpcRequestHeaders,
-  nodeAnswerGrpc,
   nodeCall,
-  nodeReadBody,
   readBody,
   sha256,
   startEngineServer,
@@ -58,6 +55,7 @@ import {
   type EngineServer,
   type NodeServer,
 } from './fixtures/h2-engine-helpers.js';
+import { selfSigned } from './fixtures/self-signed.js';
 
 const MiB = 1 << 20;
 const TEST_TIMEOUT_MS = 20_000;
@@ -98,20 +96,21 @@ function hashOf(headers: IncomingHttpHeaders | undefined, name: string): string 
 
 // ---- The test service, served by our engine and (mirrored) by node:http2 ----
 
-interface ServiceLog {
+interface ServiceLog<S extends AnyServerStream> {
   /** Server-side streams of HOLD calls, in arrival order (they are answered or reset by the test). */
-  readonly held: H2Stream[];
+  readonly held: S[];
   /** Server-side streams as they closed: rstCode and aborted, in close order. */
   readonly closed: Array<{ path: string; rstCode: number | undefined; aborted: boolean }>;
 }
 
 /**
- * UNARY echoes each message and adds trailer x-trailer; SERVER_STREAM answers 1,000 messages;
- * BIG hashes the request (trailer x-request-sha256) and answers BIG_RESPONSE; TRAILERS_ONLY
- * answers with HEADERS + END_STREAM carrying grpc-status 5; HEADER_ECHO returns every x-big-*
- * header in its response headers; HOLD waits for the test.
+ * The test service, the same on our engine and on node:http2. UNARY echoes each message and adds
+ * trailer x-trailer; SERVER_STREAM answers 1,000 messages; BIG hashes the request (trailer
+ * x-request-sha256) and answers BIG_RESPONSE; TRAILERS_ONLY answers with HEADERS + END_STREAM
+ * carrying grpc-status 5; HEADER_ECHO returns every x-big-* header in its response headers; HOLD
+ * waits for the test.
  */
-function engineService(log: ServiceLog): (stream: H2Stream, headers: IncomingHttpHeaders) => void {
+function testService<S extends AnyServerStream>(log: ServiceLog<S>): (stream: S, headers: IncomingHttpHeaders) => void {
   return (stream, headers) => {
     const path = String(headers[':path']);
     stream.once('close', () => log.closed.push({ path, rstCode: stream.rstCode, aborted: stream.aborted }));
@@ -150,56 +149,17 @@ function engineService(log: ServiceLog): (stream: H2Stream, headers: IncomingHtt
   };
 }
 
-interface NodeServiceLog {
-  readonly held: http2.ServerHttp2Stream[];
-}
+type EngineLog = ServiceLog<H2Stream>;
+type NodeLog = ServiceLog<http2.ServerHttp2Stream>;
 
-/** engineService's twin on node:http2. */
-function nodeService(log: NodeServiceLog): (stream: http2.ServerHttp2Stream, headers: IncomingHttpHeaders) => void {
-  return (stream, headers) => {
-    const path = String(headers[':path']);
-    switch (path) {
-      case UNARY:
-        void nodeReadBody(stream).then((body) => nodeAnswerGrpc(stream, grpcMessages(body), { 'x-trailer': 'yes' }), () => {});
-        return;
-      case SERVER_STREAM:
-        void nodeReadBody(stream).then(() => {
-          nodeAnswerGrpc(stream, Array.from({ length: SERVER_STREAM_MESSAGES }, (_, i) => streamMessage(i)));
-        }, () => {});
-        return;
-      case BIG: {
-        const hash = createHash('sha256');
-        stream.on('data', (c: Buffer) => hash.update(c));
-        stream.once('end', () => {
-          stream.respond({ ':status': 200, 'content-type': 'application/octet-stream' }, { waitForTrailers: true });
-          stream.once('wantTrailers', () => stream.sendTrailers({ 'x-request-sha256': hash.digest('hex') }));
-          stream.end(BIG_RESPONSE);
-        });
-        return;
-      }
-      case TRAILERS_ONLY:
-        stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'not found' }, { endStream: true });
-        return;
-      case HEADER_ECHO:
-        stream.respond({ ':status': 200, ...pickBigHeaders(headers) }, { endStream: true });
-        return;
-      case HOLD:
-        log.held.push(stream);
-        return;
-      default:
-        stream.respond({ ':status': 404 }, { endStream: true });
-    }
-  };
-}
-
-async function engineServer(t: ExecutionContext, log: ServiceLog = { held: [], closed: [] }, options = SERVER_OPTIONS): Promise<EngineServer> {
-  const server = await startEngineServer(engineService(log), options);
+async function engineServer(t: ExecutionContext, log: EngineLog = { held: [], closed: [] }, options = SERVER_OPTIONS): Promise<EngineServer> {
+  const server = await startEngineServer(testService(log), options);
   t.teardown(() => server.close());
   return server;
 }
 
-async function nodeServer(t: ExecutionContext, log: NodeServiceLog = { held: [] }, options: http2.ServerOptions = {}): Promise<NodeServer> {
-  const server = await startNodeServer(nodeService(log), options);
+async function nodeServer(t: ExecutionContext, log: NodeLog = { held: [], closed: [] }, options: http2.ServerOptions = {}): Promise<NodeServer> {
+  const server = await startNodeServer(testService(log), options);
   t.teardown(() => server.close());
   return server;
 }
@@ -298,7 +258,7 @@ test('node client -> engine server: a server stream of 1,000 messages', async (t
 
 test('node client -> engine server: the client cancels (RST_STREAM CANCEL); our stream closes with rstCode 8, aborted', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const req = client.request(grpcRequestHeaders('x', HOLD));
@@ -320,7 +280,7 @@ test('node client -> engine server: the client cancels (RST_STREAM CANCEL); our 
 
 test('node client -> engine server: a trailers-only answer carries the status in its headers', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const result = await within('trailers-only call', 5_000, nodeCall(client, grpcRequestHeaders('x', TRAILERS_ONLY)));
@@ -331,13 +291,13 @@ test('node client -> engine server: a trailers-only answer carries the status in
 
 test('node client -> engine server: our graceful close() sends GOAWAY NO_ERROR; in-flight calls finish, then the connection closes', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const calls = [0, 1].map((i) => {
     const req = client.request(grpcRequestHeaders('x', HOLD));
     req.end(grpcFrame(Buffer.from(`in flight ${i}`)));
-    return collectNodeStream(req);
+    return collectStream(req);
   });
   await until('the server holds both calls', 5_000, () => log.held.length === 2);
   const goaway = new Promise<[number, number]>((resolve) => client.once('goaway', (code: number, last: number) => resolve([code, last])));
@@ -357,7 +317,7 @@ test('node client -> engine server: our graceful close() sends GOAWAY NO_ERROR; 
 
 test('node client -> engine server: the client goes away mid-call; our stream closes aborted and the session closes', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const req = client.request(grpcRequestHeaders('x', HOLD));
@@ -378,7 +338,7 @@ test('node client -> engine server: the client goes away mid-call; our stream cl
 
 test('node client -> engine server: stream setTimeout fires after silence', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const req = client.request(grpcRequestHeaders('x', HOLD));
@@ -395,12 +355,12 @@ test('node client -> engine server: stream setTimeout fires after silence', asyn
 
 test('node client -> engine server: our server pauses a 20 MiB request body; the client is held by our window, and after resume every byte arrives', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
+  const log: EngineLog = { held: [], closed: [] };
   const server = await engineServer(t, log);
   const client = await nodeClient(t, server.port);
   const body = randomBytes(20 * MiB);
   const req = client.request(grpcRequestHeaders('x', HOLD));
-  const outcome = collectNodeStream(req);
+  const outcome = collectStream(req);
   req.end(body);
   await until('the server holds the call', 5_000, () => log.held.length === 1);
   const held = log.held[0]!;
@@ -475,11 +435,11 @@ test('engine client -> node server: a server stream of 1,000 messages', async (t
 
 test('engine client -> node server: our client cancels; the server stream sees RST_STREAM CANCEL', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: NodeServiceLog = { held: [] };
+  const log: NodeLog = { held: [], closed: [] };
   const server = await nodeServer(t, log);
   const session = await engineClient(t, server.port);
   const stream = session.request(grpcRequestHeaders('x', HOLD));
-  const outcome = collectEngineStream(stream);
+  const outcome = collectStream(stream);
   stream.write(grpcFrame(Buffer.from('wait')));
   await until('the server sees the call', 5_000, () => log.held.length === 1);
   const held = log.held[0]!;
@@ -508,9 +468,9 @@ test("engine client -> node server: the server's MAX_CONCURRENT_STREAMS of 2 hol
     open++;
     maxOpen = Math.max(maxOpen, open);
     stream.once('close', () => open--);
-    void nodeReadBody(stream).then(async (body) => {
+    void readBody(stream).then(async (body) => {
       await delay(30); // long enough for the other calls to pile up behind the limit
-      nodeAnswerGrpc(stream, grpcMessages(body));
+      answerGrpc(stream, grpcMessages(body));
     }, () => {});
   }, { settings: { maxConcurrentStreams: 2 } });
   t.teardown(() => server.close());
@@ -529,13 +489,13 @@ test("engine client -> node server: the server's MAX_CONCURRENT_STREAMS of 2 hol
 
 test('engine client -> node server: graceful GOAWAY (session.close) lets in-flight calls finish; request() then throws', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: NodeServiceLog = { held: [] };
+  const log: NodeLog = { held: [], closed: [] };
   const server = await nodeServer(t, log);
   const session = await engineClient(t, server.port);
   const calls = [0, 1].map((i) => {
     const stream = session.request(grpcRequestHeaders('x', HOLD));
     stream.end(grpcFrame(Buffer.from(`in flight ${i}`)));
-    return collectEngineStream(stream);
+    return collectStream(stream);
   });
   await until('the server holds both calls', 5_000, () => log.held.length === 2);
   const goaway = new Promise<[number, number]>((resolve) => session.once('goaway', (code: number, last: number) => resolve([code, last])));
@@ -545,7 +505,7 @@ test('engine client -> node server: graceful GOAWAY (session.close) lets in-flig
   t.is(lastStreamId, 3);
   t.throws(() => session.request(grpcRequestHeaders('x', UNARY)), { message: /GOAWAY/ });
   const sessionClosed = new Promise<void>((resolve) => session.once('close', () => resolve()));
-  for (const held of log.held) void nodeReadBody(held).then((body) => nodeAnswerGrpc(held, grpcMessages(body)), () => {});
+  for (const held of log.held) void readBody(held).then((body) => answerGrpc(held, grpcMessages(body)), () => {});
   const results = await within('the in-flight calls', 5_000, Promise.all(calls));
   for (const [i, r] of results.entries()) {
     t.is(r.rstCode, 0, `in-flight call ${i} completed`);
@@ -557,7 +517,7 @@ test('engine client -> node server: graceful GOAWAY (session.close) lets in-flig
 
 test('engine client -> node server: GOAWAY with a lower last stream id refuses the streams above it (REFUSED_STREAM)', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: NodeServiceLog = { held: [] };
+  const log: NodeLog = { held: [], closed: [] };
   const server = await nodeServer(t, log);
   const session = await engineClient(t, server.port);
   const streams = [0, 1, 2].map((i) => {
@@ -565,7 +525,7 @@ test('engine client -> node server: GOAWAY with a lower last stream id refuses t
     stream.end(grpcFrame(Buffer.from(`call ${i}`)));
     return stream;
   });
-  const outcomes = streams.map(collectEngineStream);
+  const outcomes = streams.map(collectStream);
   await until('the server holds three calls', 5_000, () => log.held.length === 3);
   t.deepEqual(streams.map((s) => s.id), [1, 3, 5]);
   server.sessions[0]!.goaway(http2.constants.NGHTTP2_NO_ERROR, 1);
@@ -576,7 +536,7 @@ test('engine client -> node server: GOAWAY with a lower last stream id refuses t
   }
   t.throws(() => session.request(grpcRequestHeaders('x', UNARY)), { message: /GOAWAY/ });
   const first = log.held.find((s) => s.id === 1)!;
-  void nodeReadBody(first).then((body) => nodeAnswerGrpc(first, grpcMessages(body)), () => {});
+  void readBody(first).then((body) => answerGrpc(first, grpcMessages(body)), () => {});
   const completed = await within('stream 1 completes', 5_000, outcomes[0]!);
   t.is(completed.rstCode, 0);
   t.deepEqual(grpcMessages(completed.body), [Buffer.from('call 0')]);
@@ -584,11 +544,11 @@ test('engine client -> node server: GOAWAY with a lower last stream id refuses t
 
 test('engine client -> node server: the server destroys the socket mid-call; our stream closes with a reset code, the session closes', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: NodeServiceLog = { held: [] };
+  const log: NodeLog = { held: [], closed: [] };
   const server = await nodeServer(t, log);
   const session = await engineClient(t, server.port);
   const stream = session.request(grpcRequestHeaders('x', HOLD));
-  const outcome = collectEngineStream(stream);
+  const outcome = collectStream(stream);
   stream.write(grpcFrame(Buffer.from('half a call')));
   await until('the server holds the call', 5_000, () => log.held.length === 1);
   const sessionClosed = new Promise<void>((resolve) => session.once('close', () => resolve()));
@@ -625,7 +585,7 @@ test('engine client -> node server: a 1xx answer is a headers event before the r
   const events: string[] = [];
   stream.on('headers', (h: IncomingHttpHeaders) => events.push(`headers ${h[':status']} ${h.link}`));
   stream.on('response', (h: IncomingHttpHeaders) => events.push(`response ${h[':status']}`));
-  const result = await within('the answer', 5_000, collectEngineStream(stream));
+  const result = await within('the answer', 5_000, collectStream(stream));
   t.is(result.rstCode, 0);
   t.deepEqual(events, ['headers 103 </a>; rel=preload', 'response 200']);
 });
@@ -633,7 +593,7 @@ test('engine client -> node server: a 1xx answer is a headers event before the r
 test("engine client -> node server: the server's SETTINGS (a smaller initial window, a larger max frame) apply to a body already being sent", async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
   const server = await startNodeServer((stream) => {
-    void nodeReadBody(stream).then((body) => {
+    void readBody(stream).then((body) => {
       stream.respond({ ':status': 200 }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'x-request-sha256': sha256(body), 'x-request-bytes': String(body.length) }));
       stream.end();
@@ -810,7 +770,7 @@ test("backpressure: a writer that refills from 'drain' keeps going when one WIND
     bytes += c.length;
   });
   const ended = new Promise((resolve) => req.once('end', resolve));
-  const outcome = collectNodeStream(req);
+  const outcome = collectStream(req);
   try {
     await within(`all ${total} bytes`, 10_000, ended);
   } catch (err) {
@@ -839,7 +799,7 @@ test("backpressure: our client pauses a response; data that arrived with the str
   // A proxy pauses the upstream response while its downstream is slow; 256 KiB fits in our window,
   // so the whole answer, trailers and END_STREAM included, arrives while we are paused.
   stream.pause();
-  const outcome = collectEngineStream(stream);
+  const outcome = collectStream(stream);
   await within('the server finishes', 5_000, serverClosed);
   await delay(100);
   stream.resume();
@@ -892,7 +852,7 @@ test('large headers: our encoder splits a 40 KiB response header block into HEAD
 
 test('large headers: our client sends 40 KiB of request headers to node:http2 and reads them back', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const server = await nodeServer(t, { held: [] }, { settings: { maxHeaderListSize: MiB }, maxSendHeaderBlockLength: MiB });
+  const server = await nodeServer(t, { held: [], closed: [] }, { settings: { maxHeaderListSize: MiB }, maxSendHeaderBlockLength: MiB });
   const session = await engineClient(t, server.port);
   const big = bigHeaders(40, 1000);
   const result = await within('the call', 5_000, engineCall(session, { ...grpcRequestHeaders('x', HEADER_ECHO), ...big }));
@@ -1051,8 +1011,8 @@ test('protocol: padded HEADERS (with PRIORITY) and padded DATA are accepted with
 
 test('protocol: streams over our MAX_CONCURRENT_STREAMS, opened before the client acknowledged our SETTINGS, are refused (REFUSED_STREAM); the connection carries on', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const log: ServiceLog = { held: [], closed: [] };
-  const server = await startEngineServer(engineService(log), { ...SERVER_OPTIONS, maxConcurrentStreams: 2 });
+  const log: EngineLog = { held: [], closed: [] };
+  const server = await startEngineServer(testService(log), { ...SERVER_OPTIONS, maxConcurrentStreams: 2 });
   t.teardown(() => server.close());
   // Until a client acknowledges our SETTINGS it may assume no limit (RFC 9113 5.1.2, 6.5.3), as
   // every client does that opens calls at once on a new connection: the excess is refused, a
@@ -1113,41 +1073,11 @@ test("session setTimeout: 'timeout' fires once per quiet spell, and again only a
 // 8. TLS
 // =====================================================================================
 
-interface Pem {
-  readonly cert: string;
-  readonly key: string;
-}
-
-/** A self-signed certificate for 127.0.0.1: a key pair from node:crypto, signed with node-forge. */
-function selfSigned(commonName: string): Pem {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
-  });
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(publicKey);
-  cert.serialNumber = `01${randomBytes(8).toString('hex')}`;
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 3_600_000);
-  const subject = [{ name: 'commonName', value: commonName }];
-  cert.setSubject(subject);
-  cert.setIssuer(subject);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
-  ]);
-  cert.sign(forge.pki.privateKeyFromPem(privateKey), forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: privateKey };
-}
-
 const PEM = selfSigned('h2-engine-test');
 
 test('tls: connect() with a secureContext to a node:http2 secure server (ALPN h2) makes a call', async (t) => {
   t.timeout(TEST_TIMEOUT_MS);
-  const server = await startNodeServer(nodeService({ held: [] }), {}, { key: PEM.key, cert: PEM.cert });
+  const server = await startNodeServer(testService<http2.ServerHttp2Stream>({ held: [], closed: [] }), {}, { key: PEM.key, cert: PEM.cert });
   t.teardown(() => server.close());
   let identityChecked = false;
   const session = await engineClient(t, server.port, {

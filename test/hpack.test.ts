@@ -16,6 +16,7 @@ import { HpackEncoder } from '../sidecar/h2/hpack/encoder.js';
 import { HpackError } from '../sidecar/h2/hpack/errors.js';
 import { HUFFMAN_CODES, HUFFMAN_LENGTHS, decodeHuffman, encodeHuffman, huffmanLength } from '../sidecar/h2/hpack/huffman.js';
 import { STATIC_NAMES, STATIC_TABLE_LENGTH, STATIC_VALUES } from '../sidecar/h2/hpack/static-table.js';
+import { frame } from './harness/raw-h2.js';
 
 const NO_LIMITS: HeaderLimits = { maxHeaderListBytes: Number.MAX_SAFE_INTEGER, maxHeaderListPairs: Number.MAX_SAFE_INTEGER };
 
@@ -491,15 +492,6 @@ const FLAG_END_HEADERS = 0x4;
 const FLAG_PADDED = 0x8;
 const FLAG_PRIORITY = 0x20;
 const MAX_FRAME_SIZE = 16384;
-
-function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(streamId, 5);
-  return Buffer.concat([header, payload]);
-}
 
 /** HEADERS plus as many CONTINUATION frames as the block needs. */
 function headerFrames(streamId: number, block: Buffer, endStream: boolean): Buffer[] {
